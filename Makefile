@@ -1,0 +1,48 @@
+# folk: open-vocabulary 3D instance segmentation for robots. `make help` lists the targets.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help setup test test-fast lint format demo data teacher train eval bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup:  ## create .venv and install everything (idempotent; seconds when nothing changed)
+	bash scripts/setup.sh
+
+test:  ## the whole test suite (lint included)
+	$(PY) -m pytest
+
+test-fast:  ## tests without the slow ones
+	$(PY) -m pytest -m "not slow"
+
+lint:  ## ruff
+	$(VENV)/bin/ruff check .
+
+format:  ## ruff's fixes and formatter
+	$(VENV)/bin/ruff check --fix .
+
+demo:  ## node + scene player over DDS on the embedded demo weights; prints and draws instances
+	$(PY) -m folk_ros.demo --out out/demo
+
+data:  ## synthetic ScanNet-layout dataset into data/synth (train + val)
+	$(VENV)/bin/folk-synth --out data/synth --scenes 24 --seed 0 --split train --preview
+	$(VENV)/bin/folk-synth --out data/synth --scenes 8 --seed 1000 --split val --preview
+
+teacher:  ## 2D teacher embeddings for every scene of data/synth
+	$(VENV)/bin/folk-teacher data/synth --out data/synth/teacher
+
+train:  ## label-guided distillation of the student (config/train_demo.yaml)
+	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo.yaml
+
+eval:  ## AP of student and teacher pipeline on the val scenes
+	$(VENV)/bin/folk-eval --data data/synth --weights folk_model/folk_model/weights/folk_demo_offline.pt --out out/eval
+
+bench:  ## benchmarks (print figures)
+	$(PY) bench/bench_student_vs_teacher.py
+	$(PY) bench/bench_node.py
+
+clean:  ## remove build outputs (keeps .venv and data)
+	rm -rf build install log out .pytest_cache .ruff_cache

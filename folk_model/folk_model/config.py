@@ -1,0 +1,226 @@
+"""All configuration of folk_model, in one typed place.
+
+One dataclass per component; every field carries a comment. Configs load from YAML or JSON
+files (``load_config``) and are written beside every artefact they produce (``save_config``),
+so that a result can always be traced to the settings that made it. Unknown keys are an error,
+not silently ignored: a typo in a config file must fail loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+CONFIG_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic data
+# --------------------------------------------------------------------------------------------
+@dataclass
+class SynthConfig:
+    """Synthetic ScanNet-layout scene generator (``folk-synth``)."""
+
+    width: int = 640  # image width in pixels
+    height: int = 480  # image height in pixels
+    fx: float = 577.87  # focal length x in pixels (ScanNet's colour camera, scaled to 640x480)
+    fy: float = 577.87  # focal length y in pixels
+    num_frames: int = 50  # frames per scene (30..100)
+    min_objects: int = 10  # fewest furniture objects per room
+    max_objects: int = 30  # most furniture objects per room
+    camera_height: tuple[float, float] = (0.5, 1.6)  # camera height range in metres
+    depth_noise: bool = True  # add sensor-like depth noise and holes
+    max_depth: float = 6.0  # depth beyond this is dropped (metres)
+    scan_voxel: float = 0.02  # voxel size of the fused scene point cloud (metres)
+    split: str = "train"  # "train" uses the training models of each class; "val" the held-out
+    jpeg_quality: int = 90  # colour JPEG quality
+
+
+# --------------------------------------------------------------------------------------------
+# Vision-language encoders
+# --------------------------------------------------------------------------------------------
+@dataclass
+class VLConfig:
+    """A vision-language encoder: crops and texts into one unit-vector space."""
+
+    backend: str = "offline"  # "offline" (ConSE: EfficientNet-Lite + MiniLM) or "open_clip"
+    model: str = "tf_efficientnet_lite0"  # offline: image classifier; open_clip: model name
+    pretrained: str = ""  # open_clip: pretrained tag ("openai") or a local checkpoint path
+    template: str = "{}"  # prompt template for texts; "{}" is replaced by the label
+    top_t: int = 10  # offline backend: ImageNet classes mixed per image (ConSE's T)
+    device: str = "cpu"  # torch device for the encoders
+    batch_size: int = 32  # crops per forward pass
+    cache_dir: str = ""  # text-embedding cache folder; "" = ~/.cache/folk/text
+
+
+# --------------------------------------------------------------------------------------------
+# Teacher
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TeacherConfig:
+    """The 2D teacher: multi-view, multi-scale crops of each 3D instance."""
+
+    top_k_views: int = 5  # views kept per instance, ranked by visible points
+    min_visible_points: int = 20  # a view needs this many visible points to count
+    depth_tolerance: float = 0.05  # |projected depth - sensor depth| below this is visible (m)
+    min_view_angle_deg: float = 15.0  # drop a view whose rotation is this close to a kept one
+    scales: tuple[float, ...] = (1.1, 1.5, 2.0)  # crop scales around the mask's box
+    min_crop_px: int = 24  # crops smaller than this (longest side) are skipped
+    mask_dilate_px: int = 5  # dilation completing sparse projected masks (pixels)
+    frame_stride: int = 1  # use every n-th frame
+
+
+# --------------------------------------------------------------------------------------------
+# Student
+# --------------------------------------------------------------------------------------------
+@dataclass
+class StudentConfig:
+    """The 3D student: sparse UNet, instance proposals, embedding head."""
+
+    voxel_size: float = 0.02  # metres; 2 cm as usual for ScanNet
+    in_channels: int = 6  # rgb + xyz (normalised)
+    channels: tuple[int, ...] = (32, 48, 64, 96)  # UNet width per level
+    embed_dim: int = 384  # output embedding dimension (the VL space's D)
+    head_hidden: int = 256  # hidden width of the embedding head
+    fg_threshold: float = 0.5  # points above this foreground score are clustered
+    cluster_radius: float = 0.04  # shifted-point clustering radius (metres)
+    min_instance_points: int = 50  # proposals smaller than this are dropped
+    max_points: int = 400_000  # points above this are randomly subsampled at inference
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    """Label-guided distillation (``folk-train``)."""
+
+    data_root: str = "data/synth"  # ScanNet-layout scenes
+    teacher_dir: str = ""  # teacher outputs; "" = <data_root>/teacher
+    out_dir: str = "runs/student"  # checkpoints, curves, config
+    novel_classes: tuple[str, ...] = ()  # classes held out from distillation and supervision
+    epochs: int = 40  # passes over the training scenes
+    lr: float = 2e-3  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
+    batch_scenes: int = 1  # scenes per step
+    crop_points: int = 120_000  # random room crop size per training sample (points)
+    w_distill: float = 1.0  # weight of the distillation loss
+    w_label: float = 0.5  # weight of the label-supervision loss
+    w_proposal: float = 1.0  # weight of the proposal losses
+    temperature: float = 0.07  # softmax temperature of the label-supervision loss
+    seed: int = 0  # random seed
+    num_workers: int = 0  # data loader workers
+    device: str = "cpu"  # torch device
+
+
+# --------------------------------------------------------------------------------------------
+# Fusion (used by the ROS node, but ROS-free)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class FusionConfig:
+    """Posed RGB-D frames into a bounded, voxelised coloured map."""
+
+    voxel_size: float = 0.02  # map voxel size (metres)
+    min_depth: float = 0.2  # depth below this is ignored (metres)
+    max_depth: float = 4.0  # depth beyond this is ignored (metres)
+    pixel_stride: int = 2  # use every n-th pixel in each direction
+    max_voxels: int = 400_000  # memory bound: the map never holds more voxels
+    keyframe_translation: float = 0.05  # a frame is fused only after this much motion (m)
+    keyframe_rotation_deg: float = 5.0  # ... or this much rotation (degrees)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and saving
+# --------------------------------------------------------------------------------------------
+def _convert(tp: Any, value: Any) -> Any:
+    """Convert a plain YAML/JSON value to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        return from_dict(tp, value)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v) for v in value)
+        return tuple(_convert(a, v) for a, v in zip(args, value, strict=True))
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys raise ``ValueError``."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config keys {unknown}; known: {sorted(names)}")
+    kwargs = {k: _convert(hints[k], v) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A dataclass as a plain dict (tuples become lists) for YAML/JSON."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
+    """Load ``cls`` from a YAML/JSON file (or defaults when ``path`` is None), then overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file not found: {p}")
+        text = p.read_text()
+        loaded = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{p}: expected a mapping at the top level, got {type(loaded).__name__}")
+        data.update(loaded)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(cls, data)
+
+
+def save_config(path: str | Path, **sections: Any) -> None:
+    """Write one or more configs (and plain values) as YAML, with the config version."""
+    out: dict[str, Any] = {"config_version": CONFIG_VERSION}
+    for name, value in sections.items():
+        out[name] = to_dict(value) if dataclasses.is_dataclass(value) else value
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump(out, sort_keys=False))
+
+
+__all__ = [
+    "CONFIG_VERSION",
+    "FusionConfig",
+    "StudentConfig",
+    "SynthConfig",
+    "TeacherConfig",
+    "TrainConfig",
+    "VLConfig",
+    "field",
+    "from_dict",
+    "load_config",
+    "save_config",
+    "to_dict",
+]

@@ -1,0 +1,84 @@
+"""Name instances with the words of a vocabulary: cosine similarity in the VL space.
+
+This is the one place where embeddings meet text; the teacher baseline, the student, the
+evaluator and the ROS node all label through ``label_embeddings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Labelling:
+    """Labels for K instances.
+
+    Attributes:
+        label_index: int [K] index into the vocabulary of each instance's best label.
+        score: float32 [K] softmax probability of that label (temperature ``temperature``).
+        topk_index: int [K, k] indices of the k best labels, best first.
+        topk_score: float32 [K, k] their probabilities.
+        similarity: float32 [K, M] raw cosine similarities.
+    """
+
+    label_index: np.ndarray
+    score: np.ndarray
+    topk_index: np.ndarray
+    topk_score: np.ndarray
+    similarity: np.ndarray
+
+
+def normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-8) -> np.ndarray:
+    """Unit-normalise rows; zero rows stay zero instead of becoming NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.maximum(n, eps)
+
+
+def label_embeddings(
+    embeddings: np.ndarray,
+    text_embeddings: np.ndarray,
+    top_k: int = 3,
+    temperature: float = 0.01,
+) -> Labelling:
+    """Label instance embeddings [K, D] against text embeddings [M, D].
+
+    Scores are a softmax over cosine similarities with a low temperature (as CLIP-style
+    zero-shot classification does), so they read as "how sure among these words".
+    """
+    emb = normalize(np.atleast_2d(embeddings))
+    txt = normalize(np.atleast_2d(text_embeddings))
+    if txt.shape[0] == 0:
+        raise ValueError("label_embeddings: the vocabulary is empty")
+    if emb.shape[0] and emb.shape[1] != txt.shape[1]:
+        raise ValueError(f"embedding dim {emb.shape[1]} != text embedding dim {txt.shape[1]}")
+    k = max(1, min(top_k, txt.shape[0]))
+    if emb.shape[0] == 0:
+        z = np.zeros((0,), np.int64)
+        return Labelling(z, z.astype(np.float32), np.zeros((0, k), np.int64),
+                         np.zeros((0, k), np.float32), np.zeros((0, txt.shape[0]), np.float32))
+    sim = emb @ txt.T
+    logits = sim / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    prob = np.exp(logits)
+    prob /= prob.sum(axis=1, keepdims=True)
+    order = np.argsort(-prob, axis=1, kind="stable")[:, :k]
+    topk_score = np.take_along_axis(prob, order, axis=1).astype(np.float32)
+    return Labelling(order[:, 0], topk_score[:, 0], order, topk_score, sim.astype(np.float32))
+
+
+def rank_for_phrase(embeddings: np.ndarray, phrase_embedding: np.ndarray) -> np.ndarray:
+    """Cosine similarity [K] of each instance to one phrase embedding [D]."""
+    if len(embeddings) == 0:
+        return np.zeros((0,), np.float32)
+    return (normalize(embeddings) @ normalize(np.asarray(phrase_embedding).reshape(-1))).astype(
+        np.float32
+    )
+
+
+def vocabulary_from_strings(labels: Sequence[str]) -> list[str]:
+    """Trimmed labels in order (validation lives with the caller that knows its limits)."""
+    return [s.strip() for s in labels]

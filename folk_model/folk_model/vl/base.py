@@ -1,0 +1,40 @@
+"""The vision-language encoder interface shared by every backend.
+
+An encoder maps image crops and texts into one space of unit vectors of dimension ``dim``,
+where cosine similarity says how well a text names a crop. Teacher, student training and the
+ROS node all speak through this interface, and every artefact they write records
+``encoder.info()`` so that weights made with one encoder are never used with another.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class VLEncoder(ABC):
+    """Encode crops and texts to unit vectors of one shared space.
+
+    Attributes:
+        backend: backend name ("offline", "open_clip").
+        model: model identifier within the backend (e.g. "ViT-B-16/openai").
+        dim: embedding dimension D.
+    """
+
+    backend: str
+    model: str
+    dim: int
+
+    @abstractmethod
+    def encode_images(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Encode RGB crops (each uint8 [H, W, 3], any size) to float32 [N, D] unit vectors."""
+
+    @abstractmethod
+    def encode_texts(self, texts: Sequence[str], template: str | None = None) -> np.ndarray:
+        """Encode texts, each put through ``template`` ("{}" = the text), to float32 [M, D]."""
+
+    def info(self) -> dict[str, object]:
+        """What identifies this encoder's space: written into every artefact."""
+        return {"backend": self.backend, "model": self.model, "dim": int(self.dim)}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# One-command set-up of a development machine (Debian 12, Python 3.11, no ROS install):
+#   Debian packages -> .venv -> pinned Python packages (ROS 2 Kilted wheels, torch, ...) ->
+#   folk_msgs built into the venv -> folk_model and folk_ros installed editable.
+# Idempotent: each step records a hash of its inputs and is skipped when they did not change,
+# so a second run takes seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${FOLK_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+STAMPS="$VENV/.folk-setup"
+cd "$ROOT"
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+
+# Run step NAME only when the hash of its inputs changed since the last successful run.
+step_needed() { [[ "$(cat "$STAMPS/$1" 2>/dev/null)" != "$2" ]]; }
+step_done() { mkdir -p "$STAMPS" && echo "$2" > "$STAMPS/$1"; }
+
+# 1. Debian packages: furniture models for the synthetic scenes, libusb for open3d.
+APT_PACKAGES=(sweethome3d-furniture libusb-1.0-0 cmake g++)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt-get install ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 2. The virtual environment.
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating $VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade "pip>=24" >/dev/null
+fi
+PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
+
+# 3. Pinned Python packages (one place: requirements/).
+h=$(hash_of requirements/base.txt requirements/lock.txt)
+if step_needed pip "$h"; then
+  log "installing Python packages (torch, ROS 2 wheels, ...); first run takes a few minutes"
+  "${PIP[@]}" -r requirements/base.txt -c requirements/lock.txt
+  step_done pip "$h"
+fi
+
+# 4. folk_msgs, built with plain cmake and installed into the venv prefix so that the venv's
+#    rclpy imports it without sourcing anything.
+h=$(hash_of folk_msgs/CMakeLists.txt folk_msgs/package.xml folk_msgs/msg/* folk_msgs/srv/* \
+    requirements/lock.txt)
+if step_needed folk_msgs "$h" || ! "$VENV/bin/python" -c "import folk_msgs.srv" 2>/dev/null; then
+  log "building folk_msgs"
+  BUILD="$ROOT/build/folk_msgs_venv"
+  rm -rf "$BUILD" && mkdir -p "$BUILD"
+  (
+    # shellcheck disable=SC1091
+    source "$VENV/bin/activate"
+    cmake -S folk_msgs -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" \
+      -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >"$BUILD/cmake.log" 2>&1 \
+      || { cat "$BUILD/cmake.log"; exit 1; }
+    cmake --build "$BUILD" -j "$(nproc)" >"$BUILD/build.log" 2>&1 \
+      || { tail -50 "$BUILD/build.log"; exit 1; }
+    cmake --install "$BUILD" >"$BUILD/install.log" 2>&1
+  )
+  "$VENV/bin/python" -c "import folk_msgs.msg, folk_msgs.srv"
+  step_done folk_msgs "$h"
+fi
+
+# 5. Our own packages, editable.
+h=$(hash_of folk_model/pyproject.toml folk_ros/setup.py folk_ros/package.xml)
+if step_needed editable "$h"; then
+  log "installing folk_model and folk_ros (editable)"
+  "${PIP[@]}" --no-deps --no-build-isolation -e folk_model -e folk_ros
+  step_done editable "$h"
+fi
+
+"$VENV/bin/python" -c "import rclpy, folk_msgs.msg, folk_msgs.srv, torch, open_clip, \
+spconv.pytorch, open3d, folk_model, folk_ros" \
+  || { echo "setup: the environment does not import; see the messages above" >&2; exit 1; }
+log "ready: source $VENV/bin/activate  (or use make test / make demo)"
