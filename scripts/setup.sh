@@ -72,10 +72,13 @@ if step_needed folk_msgs "$h" || ! "$VENV/bin/python" -c "import folk_msgs.srv" 
 fi
 
 # 5. Our own packages, editable.
-h=$(hash_of folk_model/pyproject.toml folk_ros/setup.py folk_ros/package.xml)
+h=$(hash_of folk_model/pyproject.toml folk_ros/setup.py folk_ros/package.xml scripts/setup.sh)
 if step_needed editable "$h"; then
   log "installing folk_model and folk_ros (editable)"
-  "${PIP[@]}" --no-deps --no-build-isolation -e folk_model -e folk_ros
+  # compat mode puts the project folders on sys.path (a .pth), so the top-level folders
+  # folk_model/ and folk_ros/ of a checkout never shadow the packages as namespace packages.
+  "${PIP[@]}" --no-deps --no-build-isolation --config-settings editable_mode=compat \
+    -e folk_model -e folk_ros
   step_done editable "$h"
 fi
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from folk_model.config import SynthConfig
 
 
 def _pick_domain_id() -> int:
@@ -30,3 +35,34 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def ros_domain_id() -> int:
     """The ROS_DOMAIN_ID every process of this test session uses."""
     return int(os.environ["ROS_DOMAIN_ID"])
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic data (folk_model.data.synth)
+# --------------------------------------------------------------------------------------------
+SYNTH_SCENE_SEED = 0  # a seed whose tiny scene (an L-shaped room) has 7 objects, all visible
+
+
+def tiny_synth_config(**overrides: object) -> SynthConfig:
+    """The SynthConfig of the shared tiny scene: 160x120, 10 frames, 6 to 8 objects."""
+    from folk_model.config import SynthConfig
+
+    kw = dict(width=160, height=120, num_frames=10, min_objects=6, max_objects=8)
+    kw.update(overrides)
+    return SynthConfig(**kw)
+
+
+@pytest.fixture(scope="session")
+def synth_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic scene in ScanNet's layout, generated once per test session.
+
+    Returns the scene folder (a ``Path``); its parent is the dataset root, with labels.tsv,
+    classes.json and splits/train.txt listing the scene. 160x120 pixels, 10 frames, 6 to 8
+    objects; takes a few seconds (mesh conversion is cached in ~/.cache/folk/sh3d).
+    """
+    from folk_model.data.synth.generate import generate_scene, write_dataset_files
+
+    root = tmp_path_factory.mktemp("synth")
+    path = generate_scene(root, "scene0000_00", SYNTH_SCENE_SEED, tiny_synth_config())
+    write_dataset_files(root, "train", [path.name])
+    return path

@@ -21,7 +21,9 @@ def test_plain_colcon_build_builds_both_ros_packages(tmp_path: Path):
     if not COLCON.exists():
         pytest.skip("colcon is not installed (make setup installs it)")
     ws = tmp_path / "ws"
-    shutil.copytree(ROOT, ws / "src" / "folk", ignore=lambda d, names: [n for n in names if n in SKIP])
+    shutil.copytree(
+        ROOT, ws / "src" / "folk", ignore=lambda d, names: [n for n in names if n in SKIP]
+    )
 
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"

@@ -43,6 +43,7 @@ class SynthConfig:
     scan_voxel: float = 0.02  # voxel size of the fused scene point cloud (metres)
     split: str = "train"  # "train" uses the training models of each class; "val" the held-out
     jpeg_quality: int = 90  # colour JPEG quality
+    cache_dir: str = ""  # converted furniture meshes; "" = ~/.cache/folk/sh3d
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,6 +61,7 @@ class VLConfig:
     device: str = "cpu"  # torch device for the encoders
     batch_size: int = 32  # crops per forward pass
     cache_dir: str = ""  # text-embedding cache folder; "" = ~/.cache/folk/text
+    image_size: int = 0  # open_clip: force the image input size (0 = model's own; tests use 64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,6 +98,10 @@ class StudentConfig:
     min_instance_points: int = 50  # proposals smaller than this are dropped
     max_points: int = 400_000  # points above this are randomly subsampled at inference
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
+    feat_dim: int = 64  # per-voxel feature width pooled by the instance score/embedding heads
+    dual_set: bool = True  # also cluster the original (unshifted) foreground voxels (PointGroup)
+    nms_iou: float = 0.5  # proposals overlapping a higher-scored one above this IoU are dropped
+    min_score: float = 0.05  # proposals scored below this are dropped
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,6 +127,14 @@ class TrainConfig:
     seed: int = 0  # random seed
     num_workers: int = 0  # data loader workers
     device: str = "cpu"  # torch device
+    train_split: str = "train"  # split file (splits/<name>.txt) with the training scenes
+    steps_per_epoch: int = 0  # training samples per epoch; 0 = one per training scene
+    stuff_classes: tuple[str, ...] = ("wall", "floor", "ceiling")  # background, not instances
+    consistency_fallback: str = "best_view"  # no consistent view: "best_view", "text", "drop"
+    proposal_warmup_epochs: int = 2  # epochs before predicted proposals train the score head
+    checkpoint_every: int = 1  # save a checkpoint every n epochs (and always at the end)
+    max_scenes: int = 0  # use at most this many training scenes; 0 = all
+    init_weights: str = ""  # start from these student weights (.pt), e.g. a first stage
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +208,8 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{p}: expected a mapping at the top level, got {type(loaded).__name__}")
+            kind = type(loaded).__name__
+            raise ValueError(f"{p}: expected a mapping at the top level, got {kind}")
         data.update(loaded)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return from_dict(cls, data)

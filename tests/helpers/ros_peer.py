@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from folk_msgs.msg import Instance, InstanceArray
-from folk_msgs.srv import SetVocabulary
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+
+from folk_msgs.msg import Instance, InstanceArray
+from folk_msgs.srv import SetVocabulary
 
 
 class Peer(Node):

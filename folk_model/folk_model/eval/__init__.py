@@ -1,0 +1,1 @@
+"""Evaluation: ScanNet-style instance AP (``ap.py``) and ``folk-eval``."""

@@ -1,0 +1,1 @@
+"""Label-guided distillation: losses, the label-consistency filter, ``folk-train``."""

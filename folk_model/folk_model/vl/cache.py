@@ -111,7 +111,8 @@ class TextCache:
         if missing:
             vecs = np.asarray(encode(list(missing.values())), dtype=np.float32)
             if vecs.shape != (len(missing), self.dim):
-                raise ValueError(f"encoder returned {vecs.shape}, expected {(len(missing), self.dim)}")
+                want = (len(missing), self.dim)
+                raise ValueError(f"encoder returned {vecs.shape}, expected {want}")
             for k, v in zip(missing, vecs):
                 self._mem[k] = v
             self._flush()

@@ -1,0 +1,301 @@
+"""Generate synthetic scenes in ScanNet's export layout (see ``folk_model.data.scene``).
+
+``generate_scene`` builds one room, furnishes it, flies a camera through it, renders RGB /
+depth / instance frames, and fuses the rendered depth into a 2 cm voxel point cloud that looks
+like a real scan's ``_vh_clean_2.ply`` (only what the camera saw, with per-vertex colour), with
+per-vertex ground truth in the benchmark's ``label_id * 1000 + instance`` format.
+
+Objects that the camera never sees well (fewer than ``MIN_INSTANCE_VERTICES`` scan vertices)
+are not annotated (id 0 in the GT and in the instance images), so every GT instance is visible.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ...config import SynthConfig, save_config, to_dict
+from .camera import intrinsic_matrix, trajectory
+from .catalog import (
+    NOVEL_CLASSES,
+    CatalogModel,
+    MeshAsset,
+    class_names,
+    held_out_models,
+    load_catalog,
+    load_mesh,
+    split_models,
+)
+from .layout import furnish, make_room, structure_meshes
+from .render import STRUCTURE_KINDS, Renderer, add_depth_noise
+
+CEILING = STRUCTURE_KINDS.index("ceiling") + 1
+
+log = logging.getLogger(__name__)
+
+MIN_INSTANCE_VERTICES = 30  # objects with fewer scan vertices are left unannotated
+VAL_FIRST_INDEX = 1000  # val scenes are numbered from here so they never collide with train
+
+WALL_PAINTS = np.array([[0.93, 0.91, 0.86], [0.85, 0.88, 0.90], [0.90, 0.86, 0.78],
+                        [0.80, 0.84, 0.78], [0.95, 0.95, 0.95], [0.88, 0.80, 0.76],
+                        [0.78, 0.80, 0.86]])
+WOODS = np.array([[0.62, 0.45, 0.30], [0.72, 0.56, 0.38], [0.50, 0.36, 0.24],
+                  [0.80, 0.68, 0.52], [0.58, 0.50, 0.44]])
+TILES = np.array([[0.85, 0.85, 0.82], [0.70, 0.72, 0.74], [0.55, 0.52, 0.50],
+                  [0.90, 0.88, 0.84]])
+
+
+def label_table(models: tuple[CatalogModel, ...] | None = None) -> dict[int, str]:
+    """The shared label table: id (1-based, sorted class names) -> class name."""
+    return {i + 1: c for i, c in enumerate(class_names(models))}
+
+
+def write_label_table(path: Path, table: dict[int, str]) -> None:
+    path.write_text("".join(f"{i}\t{n}\n" for i, n in sorted(table.items())))
+
+
+def _write_matrix(path: Path, M: np.ndarray) -> None:
+    path.write_text("\n".join(" ".join(f"{v:.9g}" for v in row) for row in M) + "\n")
+
+
+def write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
+    """Binary little-endian PLY with float x, y, z and uchar red, green, blue per vertex."""
+    n = len(points)
+    header = ("ply\nformat binary_little_endian 1.0\ncomment folk-synth scan\n"
+              f"element vertex {n}\nproperty float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    rec = np.empty(n, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"),
+                             ("b", "u1")])
+    rec["x"], rec["y"], rec["z"] = points[:, 0], points[:, 1], points[:, 2]
+    rec["r"], rec["g"], rec["b"] = colors[:, 0], colors[:, 1], colors[:, 2]
+    with open(path, "wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(rec.tobytes())
+
+
+def voxel_fuse(points: np.ndarray, colors: np.ndarray, inst: np.ndarray, voxel: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxel-downsample: mean position and colour, majority instance id per voxel.
+
+    Args: points float [N, 3], colors uint8 [N, 3], inst int [N]. Returns the same per voxel.
+    """
+    keys = np.floor(points / voxel).astype(np.int64)
+    keys -= keys.min(0)
+    span = keys.max(0) + 1
+    flat = (keys[:, 0] * span[1] + keys[:, 1]) * span[2] + keys[:, 2]
+    uniq, inv, cnt = np.unique(flat, return_inverse=True, return_counts=True)
+    m = len(uniq)
+    pos = np.stack([np.bincount(inv, points[:, k], m) for k in range(3)], 1) / cnt[:, None]
+    col = np.stack([np.bincount(inv, colors[:, k].astype(np.float64), m) for k in range(3)], 1)
+    col = np.clip(col / cnt[:, None] + 0.5, 0, 255).astype(np.uint8)
+    k_inst = int(inst.max()) + 1
+    pair, pair_cnt = np.unique(inv.astype(np.int64) * k_inst + inst, return_counts=True)
+    pv, pi = pair // k_inst, pair % k_inst
+    order = np.lexsort((pair_cnt, pv))  # by voxel, then by count: the last of a voxel wins
+    last = np.ones(len(order), bool)
+    last[:-1] = pv[order][1:] != pv[order][:-1]
+    vid = np.zeros(m, np.int64)
+    vid[pv[order][last]] = pi[order][last]
+    return pos.astype(np.float32), col, vid.astype(np.int32)
+
+
+def _save_png16(path: Path, img: np.ndarray) -> None:
+    Image.fromarray(img.astype(np.uint16)).save(path, compress_level=1)
+
+
+def generate_scene(out_root: str | Path, name: str, seed: int, cfg: SynthConfig | None = None,
+                   preview: bool = False) -> Path:
+    """Generate scene ``name`` under ``out_root`` and return its folder.
+
+    The same (name, seed, cfg) gives the same files. ``cfg.split`` selects the model pool
+    (train models or held-out val models).
+    """
+    cfg = cfg or SynthConfig()
+    t_start = time.perf_counter()
+    out = Path(out_root) / name
+    for sub in ("color", "depth", "pose", "intrinsic", "instance"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    catalog = load_catalog()
+    table = label_table(catalog)
+    label_of = {n: i for i, n in table.items()}
+    pool = split_models(catalog, cfg.split)
+    cache: dict[str, MeshAsset] = {}
+
+    def mesh(m: CatalogModel) -> MeshAsset:
+        if m.uid not in cache:
+            cache[m.uid] = load_mesh(m, cfg.cache_dir or None)
+        return cache[m.uid]
+
+    room = make_room(rng)
+    placed = furnish(room, rng, pool, mesh, cfg.min_objects, cfg.max_objects)
+    poses = trajectory(room, rng, cfg.num_frames, tuple(cfg.camera_height))
+    t_layout = time.perf_counter()
+
+    themes = {r.theme for r in room.rects}
+    tiled = bool(themes & {"kitchen", "bathroom"}) and rng.random() < 0.8
+    palette = {"wall": WALL_PAINTS[rng.integers(len(WALL_PAINTS))],
+               "lintel": WALL_PAINTS[0],
+               "floor": (TILES if tiled else WOODS)[rng.integers(len(TILES if tiled else WOODS))],
+               "ceiling": np.array([0.96, 0.96, 0.95])}
+    palette["lintel"] = palette["wall"]
+    renderer = Renderer(structure_meshes(room),
+                        [(p.instance_id, mesh(p.model), p.transform()) for p in placed],
+                        palette, "tiles" if tiled else "parquet", seed)
+    K = intrinsic_matrix(cfg.fx * cfg.width / 640, cfg.fy * cfg.width / 640, cfg.width,
+                         cfg.height)
+    K4 = np.eye(4)
+    K4[:3, :3] = K
+    _write_matrix(out / "intrinsic" / "intrinsic_color.txt", K4)
+    _write_matrix(out / "intrinsic" / "intrinsic_depth.txt", K4)
+    _write_matrix(out / "intrinsic" / "extrinsic_color.txt", np.eye(4))
+    _write_matrix(out / "intrinsic" / "extrinsic_depth.txt", np.eye(4))
+
+    stride = max(1, cfg.width // 320)
+    vs, us = np.mgrid[0:cfg.height:stride, 0:cfg.width:stride]
+    dirs = np.stack([(us - K[0, 2]) / K[0, 0], (vs - K[1, 2]) / K[1, 1], np.ones(us.shape)],
+                    -1).reshape(-1, 3)
+    inst_frames = np.zeros((cfg.num_frames, cfg.height, cfg.width), np.uint16)
+    scan_p, scan_c, scan_i = [], [], []
+    noise_rng = np.random.default_rng(seed + 7919)
+    for i, pose in enumerate(poses):
+        fr = renderer.render(K, pose, cfg.width, cfg.height)
+        rgb = fr.rgb
+        if cfg.depth_noise:
+            rgb = np.clip(rgb + 2.0 * noise_rng.standard_normal(rgb.shape, np.float32), 0, 255)
+            rgb = rgb.astype(np.uint8)
+            depth = add_depth_noise(fr.depth, noise_rng, cfg.max_depth)
+        else:
+            depth = np.where(fr.depth < cfg.max_depth, fr.depth, 0)
+        Image.fromarray(rgb).save(out / "color" / f"{i}.jpg", quality=cfg.jpeg_quality)
+        _save_png16(out / "depth" / f"{i}.png", np.round(depth * 1000).clip(0, 65535))
+        _write_matrix(out / "pose" / f"{i}.txt", pose)
+        inst_frames[i] = fr.instance
+        # scan: back-project the clean depth (a reconstruction averages sensor noise away)
+        z = fr.depth[::stride, ::stride].reshape(-1)
+        ok = (z > 0.2) & (z < cfg.max_depth) & (fr.kind[::stride, ::stride].reshape(-1) != CEILING)
+        pc = dirs[ok] * z[ok, None]
+        scan_p.append(pc @ pose[:3, :3].T + pose[:3, 3])
+        scan_c.append(fr.rgb[::stride, ::stride].reshape(-1, 3)[ok])
+        scan_i.append(fr.instance[::stride, ::stride].reshape(-1)[ok])
+    t_render = time.perf_counter()
+
+    pts, cols, vinst = voxel_fuse(np.concatenate(scan_p), np.concatenate(scan_c),
+                                  np.concatenate(scan_i), cfg.scan_voxel)
+    # Ceiling points are left out above: real ScanNet scans rarely have it.
+    counts = np.bincount(vinst, minlength=len(placed) + 1)
+    kept = [p for p in placed if counts[p.instance_id] >= MIN_INSTANCE_VERTICES]
+    remap = np.zeros(len(placed) + 1, np.int64)
+    for new, p in enumerate(kept, start=1):
+        remap[p.instance_id] = new
+    vinst = remap[vinst]
+    sem = np.zeros(len(kept) + 1, np.int64)
+    for new, p in enumerate(kept, start=1):
+        sem[new] = label_of[p.model.cls]
+    gt = np.where(vinst > 0, sem[vinst] * 1000 + vinst, 0)
+    write_ply(out / f"{name}_vh_clean_2.ply", pts, cols)
+    (out / f"{name}_inst_gt.txt").write_text("\n".join(map(str, gt.tolist())) + "\n")
+    write_label_table(out / "labels.tsv", table)
+    for i in range(cfg.num_frames):
+        _save_png16(out / "instance" / f"{i}.png", remap[inst_frames[i]])
+    t_scan = time.perf_counter()
+
+    new_id = {p.instance_id: int(remap[p.instance_id]) for p in placed}
+    objects = [{
+        "instance_id": new_id[p.instance_id], "class": p.model.cls,
+        "label_id": label_of[p.model.cls], "model": p.model.uid, "model_name": p.model.name,
+        "licence": p.model.licence, "creator": p.model.creator,
+        "position": [round(float(v), 4) for v in p.pos], "yaw": round(float(p.yaw), 4),
+        "size": list(p.model.size),
+        "on": new_id.get(p.support) if p.support is not None else None,
+        "annotated": new_id[p.instance_id] > 0,
+    } for p in placed]
+    meta = {
+        "generator": "folk-synth", "name": name, "seed": int(seed), "split": cfg.split,
+        "config": to_dict(cfg),
+        "room": {"kind": room.kind, "height": room.height,
+                 "parts": [{"rect": [r.x0, r.y0, r.x1, r.y1], "theme": r.theme}
+                           for r in room.rects],
+                 "door": None if room.door is None else [float(v) for v in room.door]},
+        "objects": objects,
+        "num_instances": len(kept), "num_vertices": len(pts),
+        "licences": sorted({f"{p.model.uid}: {p.model.licence}, by {p.model.creator}"
+                            for p in placed}),
+        "seconds": {"layout": round(t_layout - t_start, 3), "render": round(t_render - t_layout, 3),
+                    "scan": round(t_scan - t_render, 3)},
+    }
+    if preview:
+        from .preview import contact_sheet
+
+        contact_sheet(out, name, poses, K, cfg, pts, cols, vinst)
+    meta["seconds"]["total"] = round(time.perf_counter() - t_start, 3)
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    log.info("%s: %d objects (%d annotated), %d vertices, %.1f s", name, len(placed), len(kept),
+             len(pts), meta["seconds"]["total"])
+    return out
+
+
+def scene_seed(seed: int, index: int) -> int:
+    """Per-scene seed from the dataset seed and the scene index (independent streams)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def write_dataset_files(out_root: Path, split: str, names: list[str]) -> None:
+    """labels.tsv, classes.json and splits/<split>.txt (merged with names already listed)."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    write_label_table(out_root / "labels.tsv", label_table())
+    classes = class_names()
+    (out_root / "classes.json").write_text(json.dumps({
+        "classes": classes,
+        "novel": [c for c in NOVEL_CLASSES if c in classes],
+        "held_out_models": held_out_models(),  # per class, the model uids only val scenes use
+    }, indent=1))
+    sp = out_root / "splits" / f"{split}.txt"
+    sp.parent.mkdir(exist_ok=True)
+    old = set(sp.read_text().split()) if sp.is_file() else set()
+    sp.write_text("".join(f"{n}\n" for n in sorted(old | set(names))))
+
+
+def generate_dataset(out_root: str | Path, num_scenes: int, seed: int,
+                     cfg: SynthConfig | None = None, first_index: int | None = None,
+                     preview: bool = False,
+                     progress: Callable[[int, str, float], None] | None = None) -> list[Path]:
+    """Generate ``num_scenes`` scenes named ``scene%04d_00`` into ``out_root``.
+
+    Train scenes are numbered from 0 and val scenes from ``VAL_FIRST_INDEX`` unless
+    ``first_index`` says otherwise. Writes the dataset-root files and
+    ``synth_<split>_seed<seed>.yaml`` (config, seed, seconds per scene). ``progress`` is called
+    after each scene with (index, name, seconds).
+    """
+    cfg = cfg or SynthConfig()
+    root = Path(out_root)
+    if first_index is None:
+        first_index = 0 if cfg.split == "train" else VAL_FIRST_INDEX
+    names = [f"scene{first_index + i:04d}_00" for i in range(num_scenes)]
+    write_dataset_files(root, cfg.split, [])
+    paths, seconds = [], {}
+    for i, name in enumerate(names):
+        t0 = time.perf_counter()
+        paths.append(generate_scene(root, name, scene_seed(seed, first_index + i), cfg,
+                                    preview=preview))
+        seconds[name] = round(time.perf_counter() - t0, 3)
+        write_dataset_files(root, cfg.split, [name])
+        if progress is not None:
+            progress(i, name, seconds[name])
+    vals = list(seconds.values())
+    save_config(root / f"synth_{cfg.split}_seed{seed}.yaml", synth=cfg, seed=seed,
+                scenes=names, seconds_per_scene=seconds,
+                mean_seconds_per_scene=round(float(np.mean(vals)), 3) if vals else None,
+                frames_per_scene=cfg.num_frames)
+    return paths
+
+
+__all__ = ["generate_dataset", "generate_scene", "label_table", "scene_seed", "voxel_fuse",
+           "write_ply"]
+

@@ -1,0 +1,248 @@
+"""ScanNet-benchmark-style 3D instance segmentation AP.
+
+Follows ScanNet's ``evaluate_semantic_instance.py``:
+
+- IoU thresholds ``np.arange(0.5, 0.95, 0.05)`` (0.50 ... 0.90; "0.5:0.95" in Python's
+  half-open sense) plus 0.25; AP is the mean over the first set, AP50 / AP25 single values;
+  a match needs IoU strictly above the threshold;
+- per class, predictions are matched greedily to GT instances; a GT matched by several
+  predictions keeps the most confident one as TP, the others count as FP;
+- an unmatched prediction counts as FP unless the fraction of its points lying in ignored
+  regions (unannotated points, classes outside the evaluation, GT instances smaller than
+  ``min_region_size``) exceeds the IoU threshold;
+- GT instances smaller than ``min_region_size`` points, and predictions smaller than it, are
+  ignored;
+- the precision/recall curve and its area are computed exactly as ScanNet does; a class with
+  GT but no prediction scores 0, a class without GT is NaN and left out of means.
+
+Class-aware AP uses the predicted labels; class-agnostic AP treats every evaluated GT
+instance and every prediction as one class ``object``. Means are also reported over the base
+(training) and novel class subsets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+logger = logging.getLogger(__name__)
+
+IOU_THRESHOLDS = np.append(np.arange(0.5, 0.95, 0.05), 0.25)
+AGNOSTIC = "object"
+
+
+@dataclass
+class Prediction:
+    """One predicted instance: int64 point indices [n], a class name, a confidence."""
+
+    point_indices: np.ndarray
+    label: str
+    score: float
+
+
+def average_precision(y_true: np.ndarray, y_score: np.ndarray, hard_fn: int) -> float:
+    """ScanNet's area under the precision/recall curve.
+
+    Args:
+        y_true: bool/0-1 [P] TP flags of the scored detections (FPs included as 0).
+        y_score: float [P] their confidences.
+        hard_fn: GT instances that no detection matched.
+    """
+    if len(y_true) == 0:
+        return 0.0
+    order = np.argsort(y_score, kind="stable")
+    ys = np.asarray(y_score)[order]
+    yt = np.asarray(y_true, np.float64)[order]
+    cum = np.cumsum(yt)
+    _, uniq_idx = np.unique(ys, return_index=True)
+    n_pr = len(uniq_idx) + 1
+    n_ex = len(ys)
+    n_true = cum[-1]
+    precision = np.zeros(n_pr)
+    recall = np.zeros(n_pr)
+    cum = np.append(cum, 0)
+    for r, idx in enumerate(uniq_idx):
+        c = cum[idx - 1]
+        tp = n_true - c
+        fp = n_ex - idx - tp
+        fn = c + hard_fn
+        precision[r] = tp / (tp + fp) if tp + fp > 0 else 0.0
+        recall[r] = tp / (tp + fn) if tp + fn > 0 else 0.0
+    precision[-1] = 1.0
+    recall[-1] = 0.0
+    rc = np.append(recall[0], recall)
+    rc = np.append(rc, 0.0)
+    steps = np.convolve(rc, [-0.5, 0, 0.5], "valid")
+    return float(np.dot(precision, steps))
+
+
+@dataclass
+class _SceneMatch:
+    """Per-scene overlaps for one labelling (class-aware or class-agnostic)."""
+
+    gt_class: list[str]  # [G] class of each kept GT instance
+    gt_size: np.ndarray  # [G]
+    pred_class: list[str]  # [P]
+    pred_score: np.ndarray  # [P]
+    pred_size: np.ndarray  # [P]
+    inter: np.ndarray  # [P, G] intersections with kept GT instances
+    ignore: np.ndarray  # [P] points of each prediction in ignored regions
+
+
+class InstanceAPEvaluator:
+    """reset / process / evaluate, as detectron2's evaluators.
+
+    Args:
+        classes: the evaluated class names (others are ignored regions).
+        novel: the subset of ``classes`` held out from training (reported separately).
+        min_region_size: GT instances and predictions with fewer points are ignored.
+    """
+
+    def __init__(self, classes: Sequence[str], novel: Sequence[str] = (),
+                 min_region_size: int = 100) -> None:
+        self.classes = list(classes)
+        self.novel = [c for c in novel if c in self.classes]
+        self.base = [c for c in self.classes if c not in set(self.novel)]
+        self.min_region_size = int(min_region_size)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all processed scenes."""
+        self._aware: list[_SceneMatch] = []
+        self._agnostic: list[_SceneMatch] = []
+
+    def _match(self, gt_ids: np.ndarray, gt_labels: dict[int, str],
+               preds: Sequence[Prediction], agnostic: bool) -> _SceneMatch:
+        n = len(gt_ids)
+        valid_cls = set(self.classes)
+        ids = [i for i in np.unique(gt_ids) if i != 0 and gt_labels.get(int(i)) in valid_cls]
+        sizes = np.array([(gt_ids == i).sum() for i in ids], np.int64)
+        keep = [i for i, s in zip(ids, sizes) if s >= self.min_region_size]
+        void = np.ones(n, bool)
+        if keep:
+            void[np.isin(gt_ids, keep)] = False
+        # small GT instances of evaluated classes are ignored regions too (ScanNet)
+        preds = [p for p in preds if len(p.point_indices) >= self.min_region_size
+                 and (agnostic or p.label in valid_cls)]
+        g_index = np.full(int(gt_ids.max()) + 1 if n else 1, -1, np.int64)
+        for j, i in enumerate(keep):
+            g_index[int(i)] = j
+        col = g_index[gt_ids] if n else np.zeros(0, np.int64)
+        inter = np.zeros((len(preds), len(keep)), np.int64)
+        ignore = np.zeros(len(preds), np.int64)
+        if preds:
+            rows = np.repeat(np.arange(len(preds)), [len(p.point_indices) for p in preds])
+            pts = np.concatenate([np.asarray(p.point_indices, np.int64) for p in preds])
+            c = col[pts]
+            sel = c >= 0
+            if keep:
+                inter = sparse.coo_matrix(
+                    (np.ones(int(sel.sum()), np.int64), (rows[sel], c[sel])),
+                    shape=(len(preds), len(keep))).toarray()
+            ignore = np.bincount(rows[void[pts]], minlength=len(preds))
+        return _SceneMatch(
+            gt_class=[AGNOSTIC if agnostic else gt_labels[int(i)] for i in keep],
+            gt_size=np.array([s for s in sizes if s >= self.min_region_size], np.int64),
+            pred_class=[AGNOSTIC if agnostic else p.label for p in preds],
+            pred_score=np.array([p.score for p in preds], np.float64),
+            pred_size=np.array([len(p.point_indices) for p in preds], np.int64),
+            inter=inter,
+            ignore=ignore,
+        )
+
+    def process(self, gt_instance_ids: np.ndarray, gt_labels: dict[int, str],
+                predictions: Sequence[Prediction]) -> None:
+        """Add one scene: GT instance id per point int [N] (0 = none), id -> class name,
+        and the predictions (point indices into the same N points)."""
+        gt = np.asarray(gt_instance_ids, np.int64)
+        self._aware.append(self._match(gt, gt_labels, predictions, agnostic=False))
+        self._agnostic.append(self._match(gt, gt_labels, predictions, agnostic=True))
+
+    @staticmethod
+    def _class_ap(scenes: list[_SceneMatch], cls: str, th: float) -> float:
+        y_true: list[float] = []
+        y_score: list[float] = []
+        hard_fn = 0
+        has_gt = has_pred = False
+        for s in scenes:
+            g_sel = [j for j, c in enumerate(s.gt_class) if c == cls]
+            p_sel = [i for i, c in enumerate(s.pred_class) if c == cls]
+            has_gt |= bool(g_sel)
+            has_pred |= bool(p_sel)
+            if not g_sel and not p_sel:
+                continue
+            if p_sel and g_sel:
+                inter = s.inter[np.ix_(p_sel, g_sel)].astype(np.float64)
+                union = s.pred_size[p_sel, None] + s.gt_size[None, g_sel] - inter
+                iou = inter / np.maximum(union, 1)
+            else:
+                iou = np.zeros((len(p_sel), len(g_sel)))
+            score = s.pred_score[p_sel]
+            matched = np.zeros(len(p_sel), bool)
+            for gj in range(len(g_sel)):
+                found = False
+                best = 0.0
+                for pi in np.flatnonzero(iou[:, gj] > 0):
+                    if matched[pi] or iou[pi, gj] <= th:
+                        continue
+                    conf = float(score[pi])
+                    if found:
+                        # two predictions on one GT: the less confident is a false positive
+                        y_true.append(0.0)
+                        y_score.append(min(best, conf))
+                        best = max(best, conf)
+                    else:  # (as ScanNet, only the first match is marked as used)
+                        found = True
+                        best = conf
+                        matched[pi] = True
+                if found:
+                    y_true.append(1.0)
+                    y_score.append(best)
+                else:
+                    hard_fn += 1
+            for pi in range(len(p_sel)):
+                if (iou[pi] > th).any():
+                    continue
+                prop_ignore = s.ignore[p_sel[pi]] / max(1, s.pred_size[p_sel[pi]])
+                if prop_ignore <= th:
+                    y_true.append(0.0)
+                    y_score.append(float(score[pi]))
+        if not has_gt:
+            return float("nan")
+        if not has_pred:
+            return 0.0
+        return average_precision(np.array(y_true), np.array(y_score), hard_fn)
+
+    def _table(self, scenes: list[_SceneMatch], classes: list[str]) -> dict[str, Any]:
+        per: dict[str, dict[str, float]] = {}
+        for c in classes:
+            aps = np.array([self._class_ap(scenes, c, float(t)) for t in IOU_THRESHOLDS])
+            per[c] = {"AP": float(np.mean(aps[:-1])), "AP50": float(aps[0]),
+                      "AP25": float(aps[-1])}
+        return per
+
+    @staticmethod
+    def _mean(per: dict[str, dict[str, float]], classes: Sequence[str]) -> dict[str, float]:
+        out = {}
+        for k in ("AP", "AP50", "AP25"):
+            vals = [per[c][k] for c in classes if c in per and not np.isnan(per[c][k])]
+            out[k] = float(np.mean(vals)) if vals else float("nan")
+        out["num_classes"] = len([c for c in classes if c in per and not np.isnan(per[c]["AP"])])
+        return out
+
+    def evaluate(self) -> dict[str, Any]:
+        """Results: ``class_aware`` {AP, AP50, AP25, base, novel, per_class} and
+        ``class_agnostic`` {AP, AP50, AP25}; values in [0, 1], NaN where undefined."""
+        per = self._table(self._aware, self.classes)
+        aware = self._mean(per, self.classes)
+        aware["base"] = self._mean(per, self.base)
+        aware["novel"] = self._mean(per, self.novel)
+        aware["per_class"] = per
+        agn = self._table(self._agnostic, [AGNOSTIC])[AGNOSTIC]
+        return {"class_aware": aware, "class_agnostic": agn, "num_scenes": len(self._aware),
+                "iou_thresholds": [round(float(t), 2) for t in IOU_THRESHOLDS]}

@@ -1,0 +1,152 @@
+"""Evaluate the student and the teacher pipeline on the same proposals and scenes.
+
+For each scene the student segments the cloud once; its proposals are then labelled twice:
+
+- student: each proposal's student embedding against the vocabulary's text embeddings;
+- teacher pipeline: the same proposal masks projected into the posed RGB frames, crops
+  encoded by the 2D VL encoder (``TeacherClassifier``), labelled against the same texts.
+
+A prediction's confidence is its proposal score times its label probability. Seconds per
+scene: student = segmentation + labelling; teacher pipeline = the same segmentation (it needs
+the proposals) + the 2D teacher.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from folk_model.eval.ap import InstanceAPEvaluator, Prediction
+from folk_model.labelling import label_embeddings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalRun:
+    """Results and timings of one evaluation (both methods, same scenes)."""
+
+    student: dict[str, Any]
+    teacher: dict[str, Any] | None
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    scenes: list[str] = field(default_factory=list)
+    num_proposals: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary with mean seconds per scene."""
+        mean = {k: float(np.mean(v)) if v else float("nan") for k, v in self.seconds.items()}
+        out: dict[str, Any] = {"scenes": self.scenes, "seconds_per_scene": mean,
+                               "seconds": self.seconds, "num_proposals": self.num_proposals,
+                               "student": self.student, "teacher": self.teacher}
+        if self.teacher is not None and mean.get("student_total", 0) > 0:
+            out["speedup_teacher_over_student"] = mean["teacher_total"] / mean["student_total"]
+        return out
+
+
+def _predictions(masks: Sequence[np.ndarray], labels: Sequence[str],
+                 conf: np.ndarray) -> list[Prediction]:
+    return [Prediction(m, lab, float(c)) for m, lab, c in zip(masks, labels, conf) if lab]
+
+
+def evaluate_scenes(
+    segmenter: Any,
+    scenes: Sequence[Any],
+    vocabulary: Sequence[str],
+    text_embeddings: np.ndarray,
+    novel: Sequence[str],
+    teacher_classifier: Any | None = None,
+    min_region_size: int = 100,
+    warmup: bool = True,
+) -> EvalRun:
+    """Run both methods over ``scenes`` (``Scene`` objects) and compute AP.
+
+    Args:
+        segmenter: a ``StudentSegmenter``.
+        vocabulary: evaluated class names; text_embeddings float32 [C, D] of them.
+        novel: classes held out from training (reported separately).
+        teacher_classifier: a ``TeacherClassifier`` over the same vocabulary, or None.
+    """
+    ev_s = InstanceAPEvaluator(vocabulary, novel, min_region_size)
+    ev_t = InstanceAPEvaluator(vocabulary, novel, min_region_size)
+    run = EvalRun({}, None)
+    keys = ["student_segment", "student_label", "student_total", "teacher_2d", "teacher_total"]
+    run.seconds = {k: [] for k in keys}
+    if warmup and scenes:
+        segmenter.segment(scenes[0].points, scenes[0].colors)
+    for sc in scenes:
+        gt_labels = sc.instance_labels()
+        t0 = time.perf_counter()
+        res = segmenter.segment(sc.points, sc.colors)
+        t1 = time.perf_counter()
+        masks = [i.point_indices for i in res.instances]
+        prop_score = np.array([i.score for i in res.instances], np.float32)
+        lab = label_embeddings(res.embeddings(segmenter.embed_dim), text_embeddings)
+        s_labels = [vocabulary[int(i)] for i in lab.label_index]
+        t2 = time.perf_counter()
+        ev_s.process(sc.instance_ids, gt_labels, _predictions(masks, s_labels,
+                                                              prop_score * lab.score))
+        run.seconds["student_segment"].append(t1 - t0)
+        run.seconds["student_label"].append(t2 - t1)
+        run.seconds["student_total"].append(t2 - t0)
+        run.scenes.append(sc.name)
+        run.num_proposals.append(len(masks))
+        if teacher_classifier is not None:
+            t3 = time.perf_counter()
+            out = teacher_classifier.classify(sc, masks) if masks else None
+            t4 = time.perf_counter()
+            if out is not None:
+                ev_t.process(sc.instance_ids, gt_labels,
+                             _predictions(masks, out.labels, prop_score * out.scores))
+            else:
+                ev_t.process(sc.instance_ids, gt_labels, [])
+            run.seconds["teacher_2d"].append(t4 - t3)
+            run.seconds["teacher_total"].append(t1 - t0 + t4 - t3)
+        logger.info("%s: %d proposals, student %.2f s%s", sc.name, len(masks), t2 - t0,
+                    f", teacher 2D {run.seconds['teacher_2d'][-1]:.2f} s"
+                    if teacher_classifier is not None else "")
+    run.student = ev_s.evaluate()
+    run.teacher = ev_t.evaluate() if teacher_classifier is not None else None
+    return run
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or np.isnan(x) else f"{100 * x:.1f}"
+
+
+def markdown_report(summary: dict[str, Any], title: str = "Student vs teacher pipeline") -> str:
+    """The summary as a markdown page: overall, base/novel, class-agnostic, per class."""
+    lines = [f"# {title}", "", f"Scenes: {len(summary['scenes'])} ({', '.join(summary['scenes'])})",
+             ""]
+    sec = summary["seconds_per_scene"]
+    methods = [("student", summary["student"])]
+    if summary.get("teacher"):
+        methods.append(("teacher pipeline", summary["teacher"]))
+    lines += ["| method | split | AP | AP50 | AP25 | classes |", "|---|---|---|---|---|---|"]
+    for name, r in methods:
+        ca = r["class_aware"]
+        for split, d in (("all", ca), ("base", ca["base"]), ("novel", ca["novel"])):
+            lines.append(f"| {name} | {split} | {_fmt(d['AP'])} | {_fmt(d['AP50'])} | "
+                         f"{_fmt(d['AP25'])} | {d['num_classes']} |")
+        ag = r["class_agnostic"]
+        lines.append(f"| {name} | class-agnostic | {_fmt(ag['AP'])} | {_fmt(ag['AP50'])} | "
+                     f"{_fmt(ag['AP25'])} | - |")
+    lines += ["", "| seconds per scene | value |", "|---|---|"]
+    for k, v in sec.items():
+        lines.append(f"| {k} | {v:.3f} |")
+    if "speedup_teacher_over_student" in summary:
+        lines.append(f"| teacher / student | {summary['speedup_teacher_over_student']:.1f}x |")
+    lines += ["", "Per class AP50 (student / teacher):", "", "| class | student | teacher |",
+              "|---|---|---|"]
+    ps = summary["student"]["class_aware"]["per_class"]
+    pt = summary["teacher"]["class_aware"]["per_class"] if summary.get("teacher") else {}
+    for c, d in ps.items():
+        t = pt.get(c, {}).get("AP50", float("nan"))
+        if np.isnan(d["AP50"]) and np.isnan(t):
+            continue  # class absent from these scenes
+        lines.append(f"| {c} | {_fmt(d['AP50'])} | {_fmt(t)} |")
+    return "\n".join(lines) + "\n"

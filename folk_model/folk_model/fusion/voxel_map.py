@@ -1,0 +1,282 @@
+"""A bounded voxel-hash map of posed RGB-D frames (numpy only, no ROS).
+
+Why voxel hashing and not a TSDF: the student needs a coloured point cloud, not a surface;
+a hash of occupied voxels gives one point per voxel (the running mean of the points that fell
+into it) with O(new points) work per frame and a memory cost that is simply proportional to
+the number of voxels, which makes the bound easy to enforce. (open3d's legacy
+ScalableTSDFVolume is also broken on 0.20.)
+
+Memory bound: the map never holds more than ``FusionConfig.max_voxels`` voxels. When a frame
+pushes it over, the least recently observed voxels are evicted first (ties: fewest
+observations), down to 95 % of the bound so that eviction does not run on every frame. On a
+moving robot this forgets the places seen longest ago and keeps the surroundings.
+
+Keyframe gating: a frame is fused only when the camera moved at least
+``keyframe_translation`` metres or rotated ``keyframe_rotation_deg`` degrees since the last
+fused frame (a robot standing still adds nothing but noise and CPU load).
+
+Voxel keys are stable for the life of a voxel, so callers can compare instances of two
+segmentation runs by the keys of their voxels (see :func:`key_iou`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from folk_model.config import FusionConfig
+
+log = logging.getLogger(__name__)
+
+_BITS = 21  # bits per axis in a packed key: +-2**20 voxels (about +-21 km at 2 cm)
+_OFFSET = 1 << (_BITS - 1)
+_MASK = (1 << _BITS) - 1
+_MAX_WEIGHT = 64  # observation weight cap: old voxels still follow new colours / positions
+_EVICT_TO = 0.95  # after eviction the map holds this fraction of max_voxels
+
+
+def pack_keys(ijk: np.ndarray) -> np.ndarray:
+    """Pack int voxel coordinates [N, 3] into int64 keys [N] (21 bits per axis)."""
+    v = (np.asarray(ijk, np.int64) + _OFFSET) & _MASK
+    return (v[:, 0] << (2 * _BITS)) | (v[:, 1] << _BITS) | v[:, 2]
+
+
+def unpack_keys(keys: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_keys`: int64 keys [N] to voxel coordinates int64 [N, 3]."""
+    k = np.asarray(keys, np.int64)
+    return np.stack([(k >> (2 * _BITS)) & _MASK, (k >> _BITS) & _MASK, k & _MASK], 1) - _OFFSET
+
+
+def key_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two sets of voxel keys (int64 arrays, any order)."""
+    if len(a) == 0 or len(b) == 0:
+        return 0.0
+    inter = len(np.intersect1d(a, b, assume_unique=False))
+    return inter / float(len(np.union1d(a, b)))
+
+
+@dataclass
+class FuseResult:
+    """What one call of :meth:`VoxelMap.integrate` did.
+
+    Attributes:
+        fused: whether the frame was added to the map.
+        reason: "fused", "keyframe" (not enough motion), "no_valid_depth" or "first".
+        points_in: valid depth points of the frame after range limits and stride.
+        new_voxels: voxels created by this frame.
+        evicted: voxels dropped by the memory bound.
+        seconds: wall time of the call.
+    """
+
+    fused: bool
+    reason: str
+    points_in: int = 0
+    new_voxels: int = 0
+    evicted: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class MapSnapshot:
+    """A copy of the map for a consumer that must not hold the map's lock.
+
+    Attributes:
+        keys: int64 [M] voxel keys (sorted).
+        points: float32 [M, 3] mean point of each voxel (world frame, metres).
+        colors: uint8 [M, 3] mean RGB of each voxel.
+        frames_fused: frames fused into the map when the snapshot was taken.
+    """
+
+    keys: np.ndarray
+    points: np.ndarray
+    colors: np.ndarray
+    frames_fused: int
+
+
+def rotation_angle_deg(r_a: np.ndarray, r_b: np.ndarray) -> float:
+    """Angle in degrees of the relative rotation ``r_a^T r_b`` of two 3x3 rotations."""
+    c = (np.trace(r_a.T @ r_b) - 1.0) / 2.0
+    return math.degrees(math.acos(float(np.clip(c, -1.0, 1.0))))
+
+
+class VoxelMap:
+    """Bounded, coloured voxel-hash map; see the module docstring for the policies.
+
+    Not thread-safe: the ROS node wraps it in a lock and hands snapshots to its worker.
+    """
+
+    def __init__(self, cfg: FusionConfig | None = None) -> None:
+        self.cfg = cfg or FusionConfig()
+        if self.cfg.voxel_size <= 0:
+            raise ValueError(f"voxel_size must be > 0, got {self.cfg.voxel_size}")
+        if not 0 <= self.cfg.min_depth < self.cfg.max_depth:
+            raise ValueError(
+                f"need 0 <= min_depth < max_depth, got {self.cfg.min_depth}, {self.cfg.max_depth}"
+            )
+        if self.cfg.max_voxels < 1:
+            raise ValueError(f"max_voxels must be >= 1, got {self.cfg.max_voxels}")
+        if self.cfg.pixel_stride < 1:
+            raise ValueError(f"pixel_stride must be >= 1, got {self.cfg.pixel_stride}")
+        self.reset()
+
+    # ----------------------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Forget everything (map, keyframe pose, counters)."""
+        self._keys = np.zeros((0,), np.int64)
+        self._xyz = np.zeros((0, 3), np.float64)  # weighted sums of points
+        self._rgb = np.zeros((0, 3), np.float32)  # weighted sums of colours
+        self._w = np.zeros((0,), np.float32)  # observation weights (capped)
+        self._last = np.zeros((0,), np.int64)  # frame counter of the last observation
+        self._last_pose: np.ndarray | None = None
+        self.frames_fused = 0
+        self.frames_skipped = 0
+        self.voxels_evicted = 0
+
+    def __len__(self) -> int:
+        return int(self._keys.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the map's arrays (the quantity ``max_voxels`` bounds)."""
+        return int(sum(a.nbytes for a in (self._keys, self._xyz, self._rgb, self._w, self._last)))
+
+    # ----------------------------------------------------------------------------- gating
+    def is_keyframe(self, cam_to_world: np.ndarray) -> bool:
+        """True when the camera moved or turned enough since the last fused frame."""
+        if self._last_pose is None:
+            return True
+        t = float(np.linalg.norm(cam_to_world[:3, 3] - self._last_pose[:3, 3]))
+        if t >= self.cfg.keyframe_translation:
+            return True
+        ang = rotation_angle_deg(self._last_pose[:3, :3], cam_to_world[:3, :3])
+        return ang >= self.cfg.keyframe_rotation_deg
+
+    # ----------------------------------------------------------------------------- fusion
+    def integrate(
+        self,
+        depth_m: np.ndarray,
+        color: np.ndarray,
+        intrinsic: np.ndarray,
+        cam_to_world: np.ndarray,
+        force: bool = False,
+    ) -> FuseResult:
+        """Fuse one registered RGB-D frame.
+
+        Args:
+            depth_m: float32 [H, W] depth in metres; 0, NaN and inf are "no depth".
+            color: uint8 [H, W, 3] RGB registered to the depth.
+            intrinsic: [3, 3] camera matrix of the depth/colour image.
+            cam_to_world: [4, 4] camera pose (optical frame: x right, y down, z forward).
+            force: fuse even if the keyframe gate says the camera did not move.
+        """
+        import time
+
+        t0 = time.perf_counter()
+        depth_m = np.asarray(depth_m)
+        if depth_m.ndim != 2 or color.shape[:2] != depth_m.shape or color.shape[-1] != 3:
+            raise ValueError(
+                f"depth {depth_m.shape} and colour {color.shape} must be [H, W] and [H, W, 3]"
+            )
+        pose = np.asarray(cam_to_world, np.float64)
+        if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+            raise ValueError("cam_to_world must be a finite 4x4 matrix")
+        if not force and not self.is_keyframe(pose):
+            self.frames_skipped += 1
+            return FuseResult(False, "keyframe", seconds=time.perf_counter() - t0)
+
+        s = self.cfg.pixel_stride
+        d = depth_m[::s, ::s].astype(np.float32, copy=False)
+        rgb = color[::s, ::s]
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(d) & (d > self.cfg.min_depth) & (d < self.cfg.max_depth)
+        vs, us = np.nonzero(valid)
+        if vs.size == 0:
+            self.frames_skipped += 1
+            return FuseResult(False, "no_valid_depth", seconds=time.perf_counter() - t0)
+        z = d[vs, us].astype(np.float64)
+        fx, fy, cx, cy = intrinsic[0, 0], intrinsic[1, 1], intrinsic[0, 2], intrinsic[1, 2]
+        x = (us * s - cx) * z / fx
+        y = (vs * s - cy) * z / fy
+        # Column by column rather than a matmul: BLAS threads thrash on a loaded machine
+        # (65 ms vs 5 ms for 77k points measured on 2 busy cores).
+        r, t = pose[:3, :3], pose[:3, 3]
+        pts = np.stack([r[i, 0] * x + r[i, 1] * y + r[i, 2] * z + t[i] for i in range(3)], 1)
+        cols = rgb[vs, us].astype(np.float32)
+
+        ijk = np.floor(pts / self.cfg.voxel_size).astype(np.int64)
+        keys = pack_keys(ijk)
+        uniq, inv, cnt = np.unique(keys, return_inverse=True, return_counts=True)
+        n_u = uniq.shape[0]
+        fsum = np.stack([np.bincount(inv, pts[:, k], n_u) for k in range(3)], 1)
+        csum = np.stack([np.bincount(inv, cols[:, k], n_u) for k in range(3)], 1)
+        # One observation per voxel per frame: average this frame's points first, so a near
+        # wall does not outweigh everything with hundreds of pixels per voxel.
+        fmean = fsum / cnt[:, None]
+        cmean = (csum / cnt[:, None]).astype(np.float32)
+
+        self.frames_fused += 1
+        frame_no = self.frames_fused
+        m = self._keys.shape[0]
+        idx = np.searchsorted(self._keys, uniq)
+        found = idx < m
+        found[found] = self._keys[idx[found]] == uniq[found]
+        if found.any():
+            j = idx[found]
+            w = self._w[j]
+            scale = np.where(w >= _MAX_WEIGHT, (_MAX_WEIGHT - 1) / np.maximum(w, 1), 1.0)
+            self._xyz[j] = self._xyz[j] * scale[:, None] + fmean[found]
+            self._rgb[j] = self._rgb[j] * scale[:, None].astype(np.float32) + cmean[found]
+            self._w[j] = w * scale + 1.0
+            self._last[j] = frame_no
+        new = ~found
+        n_new = int(new.sum())
+        if n_new:
+            pos = idx[new]
+            self._keys = np.insert(self._keys, pos, uniq[new])
+            self._xyz = np.insert(self._xyz, pos, fmean[new], axis=0)
+            self._rgb = np.insert(self._rgb, pos, cmean[new], axis=0)
+            self._w = np.insert(self._w, pos, np.ones(n_new, np.float32))
+            self._last = np.insert(self._last, pos, np.full(n_new, frame_no, np.int64))
+        evicted = self._enforce_bound()
+        self._last_pose = pose.copy()
+        return FuseResult(True, "fused", int(z.size), n_new, evicted, time.perf_counter() - t0)
+
+    def _enforce_bound(self) -> int:
+        """Evict least recently seen voxels (then least observed) when over ``max_voxels``."""
+        m = self._keys.shape[0]
+        if m <= self.cfg.max_voxels:
+            return 0
+        keep_n = max(1, int(self.cfg.max_voxels * _EVICT_TO))
+        # Oldest observation first; among equals the fewest observations go first.
+        score = self._last.astype(np.float64) * (2 * _MAX_WEIGHT) + self._w
+        drop = np.argpartition(score, m - keep_n - 1)[: m - keep_n]
+        keep = np.ones(m, bool)
+        keep[drop] = False
+        self._keys, self._xyz, self._rgb = self._keys[keep], self._xyz[keep], self._rgb[keep]
+        self._w, self._last = self._w[keep], self._last[keep]
+        n = m - keep_n
+        self.voxels_evicted += n
+        log.debug("voxel map: evicted %d voxels (bound %d)", n, self.cfg.max_voxels)
+        return n
+
+    # ----------------------------------------------------------------------------- output
+    def snapshot(self) -> MapSnapshot:
+        """Copy of the map: one point (voxel mean) and colour per voxel."""
+        w = np.maximum(self._w, 1e-6)[:, None]
+        pts = (self._xyz / w).astype(np.float32)
+        cols = np.clip(np.rint(self._rgb / w), 0, 255).astype(np.uint8)
+        return MapSnapshot(self._keys.copy(), pts, cols, self.frames_fused)
+
+
+__all__ = [
+    "FuseResult",
+    "MapSnapshot",
+    "VoxelMap",
+    "key_iou",
+    "pack_keys",
+    "rotation_angle_deg",
+    "unpack_keys",
+]

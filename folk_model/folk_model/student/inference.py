@@ -1,0 +1,154 @@
+"""Point cloud in, class-agnostic instances with VL embeddings out: ``StudentSegmenter``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from folk_model.config import StudentConfig
+from folk_model.labelling import Labelling, label_embeddings
+from folk_model.student.model import FolkStudent, voxelize
+from folk_model.student.proposals import cluster_voxels, nms
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InstancePrediction:
+    """One predicted instance.
+
+    Attributes:
+        point_indices: int64 [n] indices into the input point array.
+        score: proposal confidence in [0, 1].
+        embedding: float32 [D] unit vector in the VL space.
+    """
+
+    point_indices: np.ndarray
+    score: float
+    embedding: np.ndarray
+
+
+@dataclass
+class SegmentationResult:
+    """All instances of one cloud and the seconds spent per stage (keys: ``voxelize``,
+    ``network``, ``proposals``, ``embed``, ``total``)."""
+
+    instances: list[InstancePrediction]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def embeddings(self, dim: int | None = None) -> np.ndarray:
+        """float32 [K, D] embeddings of all instances (``dim`` needed when K may be 0)."""
+        if self.instances:
+            return np.stack([i.embedding for i in self.instances]).astype(np.float32)
+        return np.zeros((0, dim or 0), np.float32)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device; "cuda..." without a GPU is an error that says so."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available; use 'cpu'")
+    return dev
+
+
+class StudentSegmenter:
+    """Runs a :class:`FolkStudent` on a coloured point cloud.
+
+    Args:
+        model: the network (moved to ``device`` and put in eval mode).
+        cfg: student config (voxel size, thresholds, embedding dim).
+        device: "cpu", "cuda", "cuda:1", ...
+    """
+
+    def __init__(self, model: FolkStudent, cfg: StudentConfig, device: str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.cfg = cfg
+        self.model = model.to(self.device).eval()
+        self._rng = np.random.default_rng(0)
+
+    @property
+    def embed_dim(self) -> int:
+        """D, the embedding dimension."""
+        return int(self.cfg.embed_dim)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.no_grad()
+    def segment(self, points: np.ndarray, colors: np.ndarray) -> SegmentationResult:
+        """Segment a cloud.
+
+        Args:
+            points: float32 [N, 3] xyz in metres (z up). Rows with NaN/inf are ignored.
+            colors: uint8 [N, 3] RGB.
+
+        Returns:
+            SegmentationResult whose instances index into ``points``.
+        """
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+        colors = np.asarray(colors).reshape(-1, 3)
+        if len(colors) != len(points):
+            raise ValueError(f"points ({len(points)}) and colors ({len(colors)}) differ in length")
+        valid = np.flatnonzero(np.isfinite(points).all(1))
+        if len(valid) > self.cfg.max_points:
+            valid = np.sort(self._rng.choice(valid, self.cfg.max_points, replace=False))
+        if len(valid) < max(1, self.cfg.min_instance_points):
+            timings["total"] = time.perf_counter() - t0
+            return SegmentationResult([], timings)
+        pts = torch.from_numpy(points[valid]).to(self.device)
+        col = torch.from_numpy(np.clip(colors[valid], 0, 255).astype(np.uint8)).to(self.device)
+        vb = voxelize(pts, col, self.cfg.voxel_size)
+        self._sync()
+        t1 = time.perf_counter()
+        timings["voxelize"] = t1 - t0
+        out = self.model.forward_voxels(vb)
+        fg = torch.sigmoid(out.fg_logit)
+        centers_np = vb.centers.cpu().numpy()
+        offsets_np = out.offset.float().cpu().numpy()
+        fg_np = fg.float().cpu().numpy()
+        counts_np = vb.counts.cpu().numpy()
+        t2 = time.perf_counter()
+        timings["network"] = t2 - t1
+        sets = cluster_voxels(centers_np, offsets_np, fg_np, counts_np, self.cfg.fg_threshold,
+                              self.cfg.cluster_radius, self.cfg.min_instance_points,
+                              self.cfg.dual_set)
+        t3 = time.perf_counter()
+        timings["proposals"] = t3 - t2
+        instances: list[InstancePrediction] = []
+        if sets:
+            inst = [torch.from_numpy(s).to(self.device) for s in sets]
+            pooled = self.model.pool(out.feat, vb.centers, inst)
+            score_logit, emb = self.model.instance_heads(pooled)
+            mean_fg = torch.stack([fg[i].mean() for i in inst])
+            score = (torch.sigmoid(score_logit) * mean_fg).float().cpu().numpy()
+            emb_np = emb.float().cpu().numpy()
+            keep = nms(sets, score, len(counts_np), self.cfg.nms_iou, counts_np)
+            keep = keep[score[keep] >= self.cfg.min_score]
+            p2v = vb.point2voxel.cpu().numpy()
+            member = np.zeros(len(counts_np), bool)
+            for k in keep:
+                member[:] = False
+                member[sets[k]] = True
+                instances.append(InstancePrediction(
+                    point_indices=valid[np.flatnonzero(member[p2v])].astype(np.int64),
+                    score=float(score[k]),
+                    embedding=emb_np[k].astype(np.float32),
+                ))
+        t4 = time.perf_counter()
+        timings["embed"] = t4 - t3
+        timings["total"] = t4 - t0
+        logger.debug("segmented %d points into %d instances in %.3f s", len(points),
+                     len(instances), timings["total"])
+        return SegmentationResult(instances, timings)
+
+    def label(self, result: SegmentationResult, text_embeddings: np.ndarray,
+              top_k: int = 3) -> Labelling:
+        """Name the instances of ``result`` with text embeddings [M, D] (cosine similarity)."""
+        return label_embeddings(result.embeddings(self.embed_dim), text_embeddings, top_k=top_k)

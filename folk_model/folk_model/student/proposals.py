@@ -1,0 +1,134 @@
+"""Class-agnostic instance proposals: cluster foreground voxels, score, suppress duplicates.
+
+Voxels whose foreground probability passes a threshold are grouped (PointGroup's dual set):
+
+- shifted: voxel centres moved by their predicted offsets towards their instance centre;
+- original: the unshifted voxel centres (optional).
+
+Grouping is connected components on a grid of cell size ``radius`` with 26-neighbourhood,
+which is close to a radius search but near-linear in the number of voxels. Everything here is
+numpy/scipy on the CPU; inputs are small (M voxels) compared with the network.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+logger = logging.getLogger(__name__)
+
+
+_HALF_NEIGHBOURS = np.array(
+    [(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)
+     if (dx, dy, dz) > (0, 0, 0)], np.int64)  # 13 offsets: each neighbour pair once
+
+
+def grid_components(xyz: np.ndarray, radius: float) -> np.ndarray:
+    """Connected components of points [P, 3] on a grid of cell ``radius`` (26-neighbourhood).
+
+    Returns int64 [P] component labels 0..C-1.
+    """
+    if len(xyz) == 0:
+        return np.zeros((0,), np.int64)
+    cells = np.floor(xyz / radius).astype(np.int64)
+    cells -= cells.min(0) - 1  # >= 1, so that -1 offsets stay >= 0
+    ext = cells.max(0) + 2
+    key = (cells[:, 0] * ext[1] + cells[:, 1]) * ext[2] + cells[:, 2]
+    uniq, inv = np.unique(key, return_inverse=True)
+    inv = inv.reshape(-1)
+    n = len(uniq)
+    ucell = np.stack([uniq // (ext[1] * ext[2]), (uniq // ext[2]) % ext[1], uniq % ext[2]], 1)
+    rows, cols = [], []
+    for off in _HALF_NEIGHBOURS:
+        c = ucell + off
+        k = (c[:, 0] * ext[1] + c[:, 1]) * ext[2] + c[:, 2]
+        pos = np.minimum(np.searchsorted(uniq, k), n - 1)
+        hit = uniq[pos] == k
+        rows.append(np.flatnonzero(hit))
+        cols.append(pos[hit])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = sparse.coo_matrix((np.ones(len(r), np.int8), (r, c)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels[inv].astype(np.int64)
+
+
+def cluster_voxels(
+    centers: np.ndarray,
+    offsets: np.ndarray,
+    fg_prob: np.ndarray,
+    counts: np.ndarray,
+    fg_threshold: float,
+    radius: float,
+    min_points: int,
+    dual_set: bool = True,
+) -> list[np.ndarray]:
+    """Group foreground voxels into proposals.
+
+    Args:
+        centers: float [M, 3] voxel centres (m). offsets: float [M, 3] predicted offsets.
+        fg_prob: float [M] foreground probability. counts: int [M] points per voxel.
+        fg_threshold: voxels above this probability are clustered.
+        radius: grid cell size of the grouping (m).
+        min_points: clusters with fewer points are dropped.
+        dual_set: also group the unshifted centres.
+
+    Returns:
+        list of int64 arrays of voxel indices, one per proposal (unsorted, may overlap).
+    """
+    fg = np.flatnonzero(fg_prob > fg_threshold)
+    if len(fg) == 0:
+        return []
+    sets = [centers[fg] + offsets[fg]]
+    if dual_set:
+        sets.append(centers[fg])
+    out: list[np.ndarray] = []
+    for xyz in sets:
+        labels = grid_components(xyz, radius)
+        order = np.argsort(labels, kind="stable")
+        splits = np.flatnonzero(np.diff(labels[order])) + 1
+        for grp in np.split(order, splits):
+            vox = fg[grp]
+            if counts[vox].sum() >= min_points:
+                out.append(vox.astype(np.int64))
+    return out
+
+
+def mask_iou_matrix(a: list[np.ndarray], b: list[np.ndarray], num: int,
+                    weights: np.ndarray | None = None) -> np.ndarray:
+    """IoU [len(a), len(b)] between index sets over ``num`` elements (optionally weighted,
+    e.g. by points per voxel)."""
+    if not a or not b:
+        return np.zeros((len(a), len(b)), np.float32)
+    w = np.ones(num, np.float32) if weights is None else weights.astype(np.float32)
+
+    def incidence(sets: list[np.ndarray]) -> sparse.csr_matrix:
+        rows = np.repeat(np.arange(len(sets)), [len(s) for s in sets])
+        cols = np.concatenate(sets)
+        return sparse.csr_matrix((w[cols], (rows, cols)), shape=(len(sets), num))
+
+    ma, mb = incidence(a), incidence(b)
+    inter = (ma @ (mb > 0).astype(np.float32).T).toarray()
+    sa = np.asarray(ma.sum(1)).reshape(-1, 1)
+    sb = np.asarray(mb.sum(1)).reshape(1, -1)
+    union = sa + sb - inter
+    return (inter / np.maximum(union, 1e-9)).astype(np.float32)
+
+
+def nms(sets: list[np.ndarray], scores: np.ndarray, num: int, iou_threshold: float,
+        weights: np.ndarray | None = None) -> np.ndarray:
+    """Greedy mask NMS; returns the kept indices into ``sets``, best score first."""
+    if not sets:
+        return np.zeros((0,), np.int64)
+    iou = mask_iou_matrix(sets, sets, num, weights)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    suppressed = np.zeros(len(sets), bool)
+    for i in order:
+        if suppressed[i]:
+            continue
+        keep.append(int(i))
+        suppressed |= iou[i] > iou_threshold
+    return np.asarray(keep, np.int64)

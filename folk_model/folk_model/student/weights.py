@@ -1,0 +1,172 @@
+"""Student weights on disk: a torch file plus a JSON manifest beside it.
+
+``<name>.pt`` holds ``{"format": "folk-student", "manifest": {...}, "state_dict": {...}}``;
+``<name>.json`` is the same manifest, readable without torch. Manifest keys:
+
+- ``encoder``: {"backend", "model", "dim"} of the VL space the embeddings live in;
+- ``student``: the full StudentConfig (voxel size, widths, thresholds);
+- ``training``: classes, novel classes, data, epochs (free-form, from folk-train);
+- ``metrics``: measured figures (free-form); ``code_version``: folk_model version (+ git);
+- ``format_version``, ``created``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from folk_model.config import StudentConfig, from_dict, to_dict
+from folk_model.student.inference import StudentSegmenter
+from folk_model.student.model import FolkStudent
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "folk-student"
+FORMAT_VERSION = 1
+ENCODER_KEYS = ("backend", "model", "dim")
+
+
+class WeightsError(RuntimeError):
+    """Student weights cannot be used: missing, corrupt, or made for another VL encoder."""
+
+
+def code_version() -> str:
+    """folk_model's package version, plus the git commit when run from a checkout."""
+    try:
+        from importlib.metadata import version
+
+        ver = version("folk_model")
+    except Exception:  # metadata missing in odd installs
+        ver = "unknown"
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+            capture_output=True, text=True, timeout=5, check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{ver}+g{sha}" if sha else ver
+
+
+def manifest_path(path: str | Path) -> Path:
+    """The JSON manifest path beside a weights file."""
+    return Path(path).with_suffix(".json")
+
+
+def save_weights(
+    path: str | Path,
+    model: FolkStudent | StudentSegmenter,
+    encoder_info: dict[str, Any],
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    half: bool = False,
+) -> dict[str, Any]:
+    """Write ``path`` (.pt) and its manifest (.json); returns the manifest.
+
+    Args:
+        model: the network or a segmenter wrapping it (its ``cfg`` goes into the manifest).
+        encoder_info: ``VLEncoder.info()`` of the encoder whose space the embeddings target.
+        training / metrics: free-form dicts recorded in the manifest.
+        half: store floating tensors as float16 (halves the file; loaded back as float32).
+    """
+    net = model.model if isinstance(model, StudentSegmenter) else model
+    missing = [k for k in ENCODER_KEYS if k not in encoder_info]
+    if missing:
+        raise ValueError(f"encoder_info lacks {missing}; pass VLEncoder.info()")
+    if int(encoder_info["dim"]) != int(net.cfg.embed_dim):
+        raise ValueError(
+            f"encoder dim {encoder_info['dim']} != student embed_dim {net.cfg.embed_dim}"
+        )
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "encoder": dict(encoder_info),
+        "student": to_dict(net.cfg),
+        "training": training or {},
+        "metrics": metrics or {},
+        "code_version": code_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    state = {
+        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+        for k, v in net.state_dict().items()
+    }
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    torch.save({"format": FORMAT, "manifest": manifest, "state_dict": state}, tmp)
+    tmp.replace(p)
+    manifest_path(p).write_text(json.dumps(manifest, indent=2) + "\n")
+    logger.info("saved student weights to %s (%.1f MB)", p, p.stat().st_size / 1e6)
+    return manifest
+
+
+def check_encoder(manifest: dict[str, Any], expect: dict[str, Any], path: Path) -> None:
+    """Raise WeightsError unless the manifest's encoder matches ``expect`` on backend,
+    model and dim (keys absent from ``expect`` are not checked)."""
+    got = manifest.get("encoder", {})
+    diffs = [
+        f"{k}: weights {got.get(k)!r} vs encoder {expect[k]!r}"
+        for k in ENCODER_KEYS
+        if k in expect and str(got.get(k)) != str(expect[k])
+    ]
+    if diffs:
+        raise WeightsError(
+            f"{path} was trained for another VL text encoder ({'; '.join(diffs)}). "
+            "Use weights trained for this encoder, or configure the encoder the weights "
+            f"expect: backend={got.get('backend')!r}, model={got.get('model')!r}, "
+            f"dim={got.get('dim')!r}."
+        )
+
+
+def load_weights(
+    path: str | Path,
+    device: str = "cpu",
+    expect: dict[str, Any] | None = None,
+) -> tuple[StudentSegmenter, dict[str, Any]]:
+    """Load student weights and return (segmenter on ``device``, manifest).
+
+    Args:
+        path: the .pt file written by :func:`save_weights`.
+        device: torch device for inference.
+        expect: ``VLEncoder.info()`` of the text encoder that will label the embeddings;
+            a mismatch in backend, model or dim raises WeightsError.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(
+            f"student weights not found: {p}. Train them with folk-train or point the "
+            "weights parameter at an existing .pt file."
+        )
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for bad files
+        raise WeightsError(f"{p} is not a readable student weights file ({exc}); "
+                           "re-download or re-train it") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or "state_dict" not in blob:
+        raise WeightsError(f"{p} is not a folk student weights file (format tag missing)")
+    manifest = blob.get("manifest") or {}
+    if int(manifest.get("format_version", -1)) > FORMAT_VERSION:
+        raise WeightsError(f"{p} has format_version {manifest.get('format_version')}; this "
+                           f"code reads up to {FORMAT_VERSION}: update folk_model")
+    if expect is not None:
+        check_encoder(manifest, expect, p)
+    try:
+        cfg = from_dict(StudentConfig, manifest["student"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{p}: manifest student config unusable ({exc})") from exc
+    model = FolkStudent(cfg)
+    state = {k: (v.float() if v.is_floating_point() else v)
+             for k, v in blob["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(f"{p}: tensors do not fit the student architecture ({exc})") from exc
+    cfg.device = str(device)
+    return StudentSegmenter(model, cfg, device=device), manifest

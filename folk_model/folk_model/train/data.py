@@ -1,0 +1,59 @@
+"""Training/evaluation data from a dataset root: scenes, class lists, teacher targets."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def read_classes(data_root: str | Path) -> tuple[list[str], list[str]]:
+    """(all classes, suggested novel classes) from ``<root>/classes.json``."""
+    p = Path(data_root) / "classes.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found: is {data_root} a folk-synth dataset root?")
+    d = json.loads(p.read_text())
+    return list(d.get("classes", [])), list(d.get("novel", []))
+
+
+def scene_dirs(data_root: str | Path, split: str) -> list[Path]:
+    """Scene folders listed in ``<root>/splits/<split>.txt``."""
+    from folk_model.data.loader import list_scenes
+
+    root = Path(data_root)
+    out = []
+    for s in list_scenes(root, split):
+        p = Path(s)
+        out.append(p if p.is_absolute() or p.exists() else root / str(s))
+    return out
+
+
+def load_teacher(teacher_dir: str | Path, scene_name: str,
+                 expect: dict[str, Any] | None = None) -> dict[str, np.ndarray] | None:
+    """Arrays of ``<teacher_dir>/<scene>.npz`` (None when absent); when ``expect`` is given, the
+    json's encoder must match it on backend/model/dim."""
+    npz = Path(teacher_dir) / f"{scene_name}.npz"
+    js = npz.with_suffix(".json")
+    if not npz.is_file():
+        return None
+    if expect is not None and js.is_file():
+        enc = json.loads(js.read_text()).get("encoder", {})
+        for k in ("backend", "model", "dim"):
+            if k in enc and k in expect and str(enc[k]) != str(expect[k]):
+                raise ValueError(f"{npz}: teacher encoder {k}={enc[k]!r} but the training "
+                                 f"encoder has {expect[k]!r}")
+    with np.load(npz, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def base_vocabulary(classes: Sequence[str], novel: Sequence[str],
+                    stuff: Sequence[str]) -> list[str]:
+    """Training classes: all classes minus novel and stuff classes, in order."""
+    drop = set(novel) | set(stuff)
+    return [c for c in classes if c not in drop]

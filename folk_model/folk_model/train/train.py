@@ -1,0 +1,441 @@
+"""Label-guided distillation of the 3D student (the engine behind ``folk-train``).
+
+Data per training scene (``TrainScene``): points, colours, per-point instance ids (0 =
+background, stuff classes included) and per-instance class index and distillation target.
+A step: random room crop + augmentation -> voxelise -> UNet -> losses:
+
+- proposal losses: foreground BCE, offset L1 + direction, score BCE against the IoU of
+  predicted proposals (clusters of the current predictions, after
+  ``proposal_warmup_epochs``) with ground truth;
+- distillation: 1 - cos(student embedding, label-consistent teacher target) on GT instances
+  and on proposals matched to them (IoU >= 0.5);
+- label supervision: cross-entropy of the embedding against the text embeddings of the
+  training labels.
+
+Novel classes are held out from distillation and label supervision; their instances still
+count as (class-agnostic) foreground for the proposal heads.
+
+DDP: under torchrun (``WORLD_SIZE`` set) the process group is started (gloo on CPU, nccl on
+CUDA), scenes are sharded by rank, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from folk_model.config import StudentConfig, TrainConfig, VLConfig, save_config, to_dict
+from folk_model.student.inference import resolve_device
+from folk_model.student.model import FolkStudent, voxelize
+from folk_model.student.proposals import cluster_voxels, mask_iou_matrix
+from folk_model.student.weights import save_weights
+from folk_model.train import losses
+from folk_model.train.consistency import distill_targets
+
+logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------ data
+@dataclass
+class TrainScene:
+    """One training scene, ready for cropping.
+
+    Attributes:
+        name: scene name.
+        points: float32 [N, 3]; colors: uint8 [N, 3].
+        instance: int32 [N] instance id, 0 = background (unannotated or stuff class).
+        inst_class: instance id -> index into the training vocabulary (-1: none/novel).
+        inst_target: instance id -> float32 [D] unit distillation target (absent: none).
+    """
+
+    name: str
+    points: np.ndarray
+    colors: np.ndarray
+    instance: np.ndarray
+    inst_class: dict[int, int]
+    inst_target: dict[int, np.ndarray]
+
+
+def build_train_scene(
+    name: str,
+    points: np.ndarray,
+    colors: np.ndarray,
+    instance_ids: np.ndarray,
+    instance_labels: dict[int, str],
+    teacher: dict[str, np.ndarray] | None,
+    vocab: Sequence[str],
+    text_emb: np.ndarray,
+    stuff: Sequence[str],
+    fallback: str,
+) -> tuple[TrainScene, dict[str, int]]:
+    """Assemble a TrainScene; returns it and counts of target sources.
+
+    Args:
+        instance_labels: GT instance id -> class name.
+        teacher: arrays of the teacher npz (``instance_ids``, ``view_embeddings``,
+            ``view_valid``, optional ``view_weights``), or None (no distillation targets).
+        vocab: training class names (novel classes excluded); text_emb float [C, D].
+    """
+    index = {c: i for i, c in enumerate(vocab)}
+    inst = np.asarray(instance_ids, np.int32).copy()
+    stuff_ids = [i for i, c in instance_labels.items() if c in set(stuff)]
+    if stuff_ids:
+        inst[np.isin(inst, stuff_ids)] = 0
+    inst_class = {i: index.get(c, -1) for i, c in instance_labels.items() if c not in set(stuff)}
+    inst_target: dict[int, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    if teacher is not None and len(teacher["instance_ids"]):
+        tids = np.asarray(teacher["instance_ids"]).astype(np.int64)
+        gt = np.array([inst_class.get(int(i), -1) for i in tids], np.int64)
+        tg = distill_targets(
+            teacher["view_embeddings"], teacher["view_valid"], gt, text_emb,
+            teacher.get("view_weights"), fallback,
+        )
+        for j, iid in enumerate(tids):
+            if tg.has_target[j]:
+                inst_target[int(iid)] = tg.target[j]
+        for s in tg.source:
+            counts[str(s)] = counts.get(str(s), 0) + 1
+    return (
+        TrainScene(name, np.asarray(points, np.float32), np.asarray(colors, np.uint8), inst,
+                   inst_class, inst_target),
+        counts,
+    )
+
+
+def crop_and_augment(scene: TrainScene, crop_points: int, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random square room crop of at most ``crop_points`` points, rotated about z, flipped,
+    scaled and colour-jittered. Returns (points [n, 3], colors [n, 3] uint8, instance [n])."""
+    pts, col, ins = scene.points, scene.colors, scene.instance
+    if len(pts) > crop_points:
+        c = pts[rng.integers(len(pts))]
+        d = np.abs(pts[:, :2] - c[:2]).max(1)
+        sel = np.argpartition(d, crop_points - 1)[:crop_points]
+        pts, col, ins = pts[sel], col[sel], ins[sel]
+    a = rng.uniform(0, 2 * np.pi)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]], np.float32)
+    p = pts @ rot.T
+    if rng.random() < 0.5:
+        p[:, 0] = -p[:, 0]
+    p = p * np.float32(rng.uniform(0.9, 1.1))
+    colf = col.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.normal(0, 8, (1, 3))
+    colf = colf + rng.normal(0, 3, colf.shape)
+    return p.astype(np.float32), np.clip(colf, 0, 255).astype(np.uint8), ins
+
+
+# ------------------------------------------------------------------------------------ model
+class DistillModule(nn.Module):
+    """The student plus its training losses, so that DDP sees one ``forward``.
+
+    ``forward`` takes a list of samples (points, colours, instance ids, scene) and returns a
+    dict of scalar losses (key ``loss`` is the weighted total) and counts.
+    """
+
+    def __init__(self, student: FolkStudent, cfg: TrainConfig, text_emb: torch.Tensor) -> None:
+        super().__init__()
+        self.student = student
+        self.cfg = cfg
+        self.register_buffer("text_emb", text_emb, persistent=False)
+        self.use_proposals = False
+
+    def forward(self, samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, TrainScene]]
+                ) -> dict[str, torch.Tensor]:
+        scfg = self.student.cfg
+        dev = self.text_emb.device
+        pts = torch.from_numpy(np.concatenate([s[0] for s in samples])).to(dev)
+        col = torch.from_numpy(np.concatenate([s[1] for s in samples])).to(dev)
+        bidx = torch.from_numpy(np.concatenate(
+            [np.full(len(s[0]), b, np.int64) for b, s in enumerate(samples)])).to(dev)
+        vb = voxelize(pts, col, scfg.voxel_size, bidx)
+        m = vb.coords.shape[0]
+        # per-voxel GT: instance ids made unique across the batch (sample b -> b * 2**20 + id)
+        pinst = torch.from_numpy(np.concatenate(
+            [s[2].astype(np.int64) + (b << 20) * (s[2] > 0) for b, s in enumerate(samples)]
+        )).to(dev)
+        vinst = torch.zeros(m, dtype=torch.long, device=dev).scatter_(0, vb.point2voxel, pinst)
+        out = self.student.forward_voxels(vb)
+        fg_t = vinst > 0
+        uniq, vinv = torch.unique(vinst, return_inverse=True)
+        csum = torch.zeros((len(uniq), 3), device=dev).index_add_(0, vinv, vb.centers)
+        ccnt = torch.zeros(len(uniq), device=dev).index_add_(0, vinv, torch.ones(m, device=dev))
+        off_t = csum[vinv] / ccnt[vinv, None] - vb.centers
+        l_fg = losses.foreground_loss(out.fg_logit, fg_t)
+        l_off = losses.offset_loss(out.offset, off_t, fg_t)
+
+        # GT instance voxel sets (enough voxels), and their targets
+        vinst_np = vinst.cpu().numpy()
+        counts_np = vb.counts.cpu().numpy()
+        order = np.argsort(vinst_np, kind="stable")
+        bounds = np.flatnonzero(np.diff(vinst_np[order])) + 1
+        gt_sets, gt_keys = [], []
+        for grp in np.split(order, bounds):
+            key = int(vinst_np[grp[0]])
+            if key > 0 and counts_np[grp].sum() >= max(10, scfg.min_instance_points // 2):
+                gt_sets.append(grp.astype(np.int64))
+                gt_keys.append(key)
+        prop_sets: list[np.ndarray] = []
+        prop_iou = np.zeros(0, np.float32)
+        prop_match = np.zeros(0, np.int64)
+        if self.use_proposals and gt_sets:
+            fgp = torch.sigmoid(out.fg_logit).detach().cpu().numpy()
+            offs = out.offset.detach().cpu().numpy()
+            cen = vb.centers.cpu().numpy()
+            vbatch = vb.coords[:, 0].cpu().numpy()
+            for b in range(vb.batch_size):
+                sel = np.flatnonzero(vbatch == b)
+                for s in cluster_voxels(cen[sel], offs[sel], fgp[sel], counts_np[sel],
+                                        scfg.fg_threshold, scfg.cluster_radius,
+                                        scfg.min_instance_points, scfg.dual_set):
+                    prop_sets.append(sel[s])
+            if len(prop_sets) > 64:  # bound the cost of a step
+                keep = np.random.default_rng(len(prop_sets)).choice(len(prop_sets), 64, False)
+                prop_sets = [prop_sets[i] for i in keep]
+            if prop_sets:
+                iou = mask_iou_matrix(prop_sets, gt_sets, m, counts_np.astype(np.float32))
+                prop_iou = iou.max(1)
+                prop_match = iou.argmax(1)
+        sets = gt_sets + prop_sets
+        zero = out.fg_logit.sum() * 0.0
+        l_score = l_dist = l_label = zero
+        n_dist = n_label = 0
+        if sets:
+            inst_t = [torch.from_numpy(s).to(dev) for s in sets]
+            pooled = self.student.pool(out.feat, vb.centers, inst_t)
+            score_logit, emb = self.student.instance_heads(pooled)
+            # the score head is trained on predicted proposals only (GT masks are not what it
+            # sees at inference, and would teach it that everything is an object)
+            if prop_sets:
+                l_score = losses.score_loss(score_logit[len(gt_sets):],
+                                            torch.from_numpy(prop_iou).to(dev))
+            # which GT each embedding row stands for (proposals: matched GT at IoU >= 0.5)
+            rows, gts = list(range(len(gt_sets))), list(range(len(gt_sets)))
+            for j, (iou_j, g) in enumerate(zip(prop_iou, prop_match)):
+                if iou_j >= 0.5:
+                    rows.append(len(gt_sets) + j)
+                    gts.append(int(g))
+            d_rows, d_tgt, l_rows, l_cls = [], [], [], []
+            for r, g in zip(rows, gts):
+                key = gt_keys[g]
+                scene = samples[key >> 20][3]
+                iid = key & ((1 << 20) - 1)
+                tgt = scene.inst_target.get(iid)
+                if tgt is not None:
+                    d_rows.append(r)
+                    d_tgt.append(tgt)
+                c = scene.inst_class.get(iid, -1)
+                if c >= 0:
+                    l_rows.append(r)
+                    l_cls.append(c)
+            if d_rows:
+                tgt_t = torch.from_numpy(np.stack(d_tgt)).to(dev)
+                l_dist = losses.distill_loss(emb[d_rows], tgt_t)
+            if l_rows:
+                l_label = losses.label_loss(emb[l_rows], self.text_emb,
+                                            torch.tensor(l_cls, device=dev),
+                                            self.cfg.temperature)
+            n_dist, n_label = len(d_rows), len(l_rows)
+        cfg = self.cfg
+        total = (cfg.w_proposal * (l_fg + l_off + l_score) + cfg.w_distill * l_dist
+                 + cfg.w_label * l_label)
+        return {
+            "loss": total, "fg": l_fg.detach(), "offset": l_off.detach(),
+            "score": l_score.detach(), "distill": l_dist.detach(), "label": l_label.detach(),
+            "n_distill": torch.tensor(float(n_dist)), "n_label": torch.tensor(float(n_label)),
+            "n_proposals": torch.tensor(float(len(prop_sets))),
+        }
+
+
+# ------------------------------------------------------------------------------------ loop
+@dataclass
+class TrainResult:
+    """What a run produced: final weights, history of per-epoch mean losses, out folder."""
+
+    weights: Path | None
+    history: list[dict[str, float]]
+    out_dir: Path
+
+
+def _ddp_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment (1 process when unset)."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+    """Write training curves (one line per loss, per epoch) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["loss", "fg", "offset", "score", "distill", "label"]
+    fig, ax = plt.subplots(1, 1, figsize=(7, 4))
+    ep = [h["epoch"] for h in history]
+    for k in keys:
+        ax.plot(ep, [h.get(k, float("nan")) for h in history], label=k, marker=".")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(
+    cfg: TrainConfig,
+    student_cfg: StudentConfig,
+    scenes: list[TrainScene],
+    text_emb: np.ndarray,
+    encoder_info: dict[str, Any],
+    vocab: Sequence[str],
+    resume: bool = False,
+    progress: bool = True,
+    vl_cfg: VLConfig | None = None,
+    extra_manifest: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train the student on ``scenes``; writes into ``cfg.out_dir``:
+
+    ``config.yaml`` (train/student/vl configs, seed, vocabulary), ``ckpt_last.pt`` (every
+    ``checkpoint_every`` epochs; resumed from with ``resume``), ``curves.png``,
+    ``history.json`` and the final ``student.pt`` + ``student.json`` (rank 0 only).
+
+    Args:
+        text_emb: float32 [C, D] text embeddings of ``vocab`` (the training classes).
+        encoder_info: the VL encoder's ``info()`` recorded in the weights' manifest.
+    """
+    rank, world, local_rank = _ddp_env()
+    distributed = world > 1 or "RANK" in os.environ
+    dev_str = cfg.device
+    if dev_str.startswith("cuda") and distributed:
+        dev_str = f"cuda:{local_rank}"
+    device = resolve_device(dev_str)
+    if distributed and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    seed = cfg.seed + rank
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    rng = np.random.default_rng(seed)
+    out = Path(cfg.out_dir)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(out / "config.yaml", train=cfg, student=student_cfg,
+                    vl=vl_cfg if vl_cfg is not None else {}, seed=cfg.seed,
+                    vocabulary=list(vocab), encoder=dict(encoder_info),
+                    scenes=[s.name for s in scenes])
+    if not scenes:
+        raise ValueError("no training scenes")
+    student = FolkStudent(student_cfg)
+    if cfg.init_weights and not resume:
+        from folk_model.student.weights import load_weights
+
+        init, init_manifest = load_weights(cfg.init_weights, "cpu", expect=encoder_info)
+        if init_manifest["student"] != to_dict(student_cfg):
+            logger.warning("init_weights %s: its student config differs; loading tensors only",
+                           cfg.init_weights)
+        student.load_state_dict(init.model.state_dict())
+        logger.info("initialised from %s", cfg.init_weights)
+    module = DistillModule(student, cfg, torch.from_numpy(np.asarray(text_emb, np.float32)))
+    module.to(device)
+    my_scenes = scenes[rank::world] or scenes
+    steps_per_epoch = cfg.steps_per_epoch or math.ceil(len(my_scenes) / cfg.batch_scenes)
+    total_steps = steps_per_epoch * cfg.epochs
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, min(100, total_steps // 20))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(
+            1.0, s / max(1, total_steps)))))
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    ckpt = out / "ckpt_last.pt"
+    if resume:
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        student.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        sched.load_state_dict(state["sched"])
+        history = state["history"]
+        start_epoch = int(state["epoch"])
+        rng = np.random.default_rng(seed + 1000 * start_epoch)
+        logger.info("resumed from %s at epoch %d", ckpt, start_epoch)
+    model: nn.Module = module
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)
+    from tqdm import tqdm
+
+    for epoch in range(start_epoch, cfg.epochs):
+        module.use_proposals = epoch >= cfg.proposal_warmup_epochs
+        model.train()
+        sums: dict[str, float] = {}
+        t0 = time.perf_counter()
+        order = rng.permutation(len(my_scenes))
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress or rank != 0, leave=False)
+        for step in bar:
+            batch = []
+            for j in range(cfg.batch_scenes):
+                sc = my_scenes[order[(step * cfg.batch_scenes + j) % len(order)]]
+                p, c, i = crop_and_augment(sc, cfg.crop_points, rng)
+                batch.append((p, c, i, sc))
+            res = model(batch)
+            opt.zero_grad(set_to_none=True)
+            res["loss"].backward()
+            nn.utils.clip_grad_norm_(student.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            for k, v in res.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix(loss=f"{float(res['loss'].detach()):.3f}")
+        rec = {k: v / steps_per_epoch for k, v in sums.items()}
+        if distributed:
+            t = torch.tensor([rec[k] for k in sorted(rec)], device=device)
+            dist.all_reduce(t)
+            rec = {k: float(x) / world for k, x in zip(sorted(rec), t.tolist())}
+        rec["epoch"] = epoch + 1
+        rec["seconds"] = time.perf_counter() - t0
+        rec["lr"] = float(sched.get_last_lr()[0])
+        history.append(rec)
+        logger.info("epoch %d: %s", epoch + 1,
+                    " ".join(f"{k}={v:.4f}" for k, v in rec.items() if k != "epoch"))
+        last = epoch + 1 == cfg.epochs
+        if rank == 0 and ((epoch + 1) % max(1, cfg.checkpoint_every) == 0 or last):
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": student.state_dict(), "optim": opt.state_dict(),
+                        "sched": sched.state_dict(), "epoch": epoch + 1, "history": history,
+                        "train": to_dict(cfg), "student": to_dict(student_cfg)}, tmp)
+            tmp.replace(ckpt)
+            plot_curves(history, out / "curves.png")
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+    weights = None
+    if rank == 0:
+        training = {
+            "classes": list(vocab), "novel_classes": list(cfg.novel_classes),
+            "data_root": cfg.data_root, "teacher_dir": cfg.teacher_dir,
+            "scenes": [s.name for s in scenes], "epochs": cfg.epochs,
+            "steps_per_epoch": steps_per_epoch, "seed": cfg.seed, "world_size": world,
+            "final_loss": history[-1] if history else {},
+        }
+        training.update(extra_manifest or {})
+        weights = out / "student.pt"
+        save_weights(weights, student, encoder_info, training=training)
+    if distributed:
+        dist.barrier()
+    return TrainResult(weights, history, out)

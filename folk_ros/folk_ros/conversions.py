@@ -1,0 +1,275 @@
+"""ROS message <-> numpy conversions, with validation that says what is wrong.
+
+sensor_msgs_py and cv_bridge are not assumed (they are absent on pip-only installs); images
+and point clouds are plain numpy views of ``msg.data``. Every check raises
+:class:`InputError`, which the node counts and logs (throttled) instead of dying.
+"""
+
+from __future__ import annotations
+
+import array
+import colorsys
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+from geometry_msgs.msg import Point, Vector3
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+COLOR_ENCODINGS = ("rgb8", "bgr8")
+DEPTH_ENCODINGS = ("16UC1", "32FC1")
+_BYTES = {"rgb8": 3, "bgr8": 3, "16UC1": 2, "32FC1": 4, "mono16": 2}
+
+
+class InputError(ValueError):
+    """A malformed input message; ``kind`` names the counter it goes to."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def stamp_ns(header: Header) -> int:
+    """A header stamp as integer nanoseconds (exact, comparable, hashable)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _image_array(msg: Image, channels: int, dtype: np.dtype) -> np.ndarray:
+    """View ``msg.data`` as [H, W(, C)] of ``dtype``; checks step, size and endianness."""
+    h, w = int(msg.height), int(msg.width)
+    if h == 0 or w == 0:
+        raise InputError("empty_image", f"{msg.encoding} image is empty ({w}x{h})")
+    row = w * channels * dtype.itemsize
+    if msg.step < row:
+        raise InputError("bad_step", f"{msg.encoding} image step {msg.step} < {row} for width {w}")
+    buf = np.frombuffer(msg.data, np.uint8)
+    if buf.size < msg.step * h:
+        raise InputError(
+            "truncated", f"{msg.encoding} image has {buf.size} bytes, needs {msg.step * h}"
+        )
+    rows = buf[: msg.step * h].reshape(h, msg.step)[:, :row]
+    dt = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    arr = np.ascontiguousarray(rows).view(dt).astype(dtype, copy=False)
+    return arr.reshape(h, w, channels) if channels > 1 else arr.reshape(h, w)
+
+
+def color_to_rgb(msg: Image) -> np.ndarray:
+    """A colour Image (rgb8 or bgr8) as uint8 RGB [H, W, 3]."""
+    if msg.encoding not in COLOR_ENCODINGS:
+        raise InputError(
+            "bad_encoding",
+            f"colour encoding {msg.encoding!r} not supported; publish one of {COLOR_ENCODINGS}",
+        )
+    rgb = _image_array(msg, 3, np.dtype(np.uint8))
+    return rgb[..., ::-1].copy() if msg.encoding == "bgr8" else rgb
+
+
+def depth_to_meters(msg: Image) -> tuple[np.ndarray, int]:
+    """A depth Image (16UC1 millimetres or 32FC1 metres) as float32 metres [H, W].
+
+    Returns (depth, invalid_count): NaN/inf/negative pixels become 0 ("no depth") and are
+    counted. A frame without a single valid pixel is an error.
+    """
+    if msg.encoding in ("16UC1", "mono16"):
+        d = _image_array(msg, 1, np.dtype(np.uint16)).astype(np.float32) * 0.001
+    elif msg.encoding == "32FC1":
+        d = _image_array(msg, 1, np.dtype(np.float32)).astype(np.float32, copy=True)
+    else:
+        raise InputError(
+            "bad_encoding",
+            f"depth encoding {msg.encoding!r} not supported; publish one of {DEPTH_ENCODINGS} "
+            "(16UC1 in millimetres, 32FC1 in metres), registered to the colour image",
+        )
+    bad = ~np.isfinite(d) | (d < 0)
+    n_bad = int(bad.sum())
+    if n_bad:
+        d[bad] = 0.0
+    if not (d > 0).any():
+        raise InputError("no_valid_depth", "depth image has no finite positive value")
+    return d, n_bad
+
+
+def camera_matrix(info: CameraInfo) -> np.ndarray:
+    """The 3x3 K of a CameraInfo; raises when it is unusable (zero focal length)."""
+    k = np.asarray(info.k, np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise InputError("bad_camera_info", f"camera_info K is unusable: {list(info.k)}")
+    return k
+
+
+def check_sizes(color: np.ndarray, depth: np.ndarray, info: CameraInfo) -> None:
+    """Colour, depth and camera_info must agree on the image size (depth registered)."""
+    hc, wc = color.shape[:2]
+    hd, wd = depth.shape
+    if (hc, wc) != (hd, wd):
+        raise InputError(
+            "size_mismatch",
+            f"depth {wd}x{hd} != colour {wc}x{hc}: depth must be registered to the colour "
+            "image (e.g. the driver's aligned_depth_to_color topic)",
+        )
+    if (info.width, info.height) != (wc, hc):
+        raise InputError(
+            "size_mismatch",
+            f"camera_info {info.width}x{info.height} != images {wc}x{hc}: "
+            "use the camera_info of the colour camera",
+        )
+
+
+def numpy_to_image(arr: np.ndarray, encoding: str, header: Header) -> Image:
+    """A numpy image as sensor_msgs/Image (fast: ``array.array`` instead of bytes)."""
+    arr = np.ascontiguousarray(arr)
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(arr.strides[0])
+    msg.data = array.array("B", arr.tobytes())
+    return msg
+
+
+# ------------------------------------------------------------------------------- clouds
+CLOUD_DTYPE = np.dtype(
+    [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"), ("instance", "<u4"),
+     ("label", "<i4")]
+)
+_FIELD_TYPES = {
+    np.dtype("<f4"): PointField.FLOAT32, np.dtype("<u4"): PointField.UINT32,
+    np.dtype("<i4"): PointField.INT32, np.dtype("<f8"): PointField.FLOAT64,
+    np.dtype("u1"): PointField.UINT8, np.dtype("<u2"): PointField.UINT16,
+}
+_NP_TYPES = {v: k for k, v in _FIELD_TYPES.items()}
+
+
+def pack_rgb(colors: np.ndarray) -> np.ndarray:
+    """uint8 RGB [N, 3] as the float32 ``rgb`` field RViz expects (0x00RRGGBB bits)."""
+    c = colors.astype(np.uint32)
+    return ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
+
+
+def unpack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgb`: float32 [N] to uint8 [N, 3]."""
+    v = np.ascontiguousarray(rgb, np.float32).view(np.uint32)
+    return np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], 1).astype(np.uint8)
+
+
+def make_cloud(
+    header: Header, points: np.ndarray, colors: np.ndarray, instance: np.ndarray,
+    label: np.ndarray,
+) -> PointCloud2:
+    """PointCloud2 with fields x, y, z, rgb, instance (uint32, 0 = none), label (int32 index
+    into the InstanceArray's vocabulary, -1 = none)."""
+    n = int(points.shape[0])
+    arr = np.empty(n, CLOUD_DTYPE)
+    arr["x"], arr["y"], arr["z"] = points[:, 0], points[:, 1], points[:, 2]
+    arr["rgb"] = pack_rgb(colors)
+    arr["instance"], arr["label"] = instance, label
+    return numpy_to_cloud(arr, header)
+
+
+def numpy_to_cloud(arr: np.ndarray, header: Header) -> PointCloud2:
+    """A structured numpy array [N] as an unorganised PointCloud2."""
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, int(arr.shape[0])
+    msg.fields = [
+        PointField(name=name, offset=int(off), datatype=_FIELD_TYPES[dt], count=1)
+        for name, (dt, off) in arr.dtype.fields.items()
+    ]
+    msg.is_bigendian = False
+    msg.point_step = arr.dtype.itemsize
+    msg.row_step = msg.point_step * msg.width
+    msg.is_dense = True
+    msg.data = array.array("B", arr.tobytes())
+    return msg
+
+
+def cloud_to_numpy(msg: PointCloud2) -> np.ndarray:
+    """A PointCloud2 as a structured numpy array [H*W] (fields by name)."""
+    dtype = np.dtype({
+        "names": [f.name for f in msg.fields],
+        "formats": [_NP_TYPES[f.datatype] for f in msg.fields],
+        "offsets": [f.offset for f in msg.fields],
+        "itemsize": msg.point_step,
+    })
+    return np.frombuffer(msg.data, dtype, count=msg.width * msg.height)
+
+
+# ------------------------------------------------------------------------------- markers
+def label_color(label: str) -> tuple[float, float, float]:
+    """One stable colour per label (hash of the text -> hue), the same in every run."""
+    h = int(hashlib.md5(label.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return colorsys.hsv_to_rgb(h, 0.75, 0.95)
+
+
+def instance_color(instance_id: int) -> tuple[float, float, float]:
+    """A distinct colour per instance id (golden-ratio hues)."""
+    return colorsys.hsv_to_rgb((instance_id * 0.618034) % 1.0, 0.7, 0.95)
+
+
+BOX_NS = "folk/boxes"
+TEXT_NS = "folk/labels"
+
+
+def make_markers(
+    header: Header,
+    instances: Sequence[tuple[int, str, float, Sequence[float], Sequence[float]]],
+    previous_ids: set[int],
+) -> MarkerArray:
+    """Box + text marker per instance, coloured by label; DELETE for ids no longer present.
+
+    ``instances``: (id, label, score, centroid xyz, size xyz). Markers carry the instance id
+    as marker id in two namespaces, so RViz updates them in place across runs.
+    """
+    out = MarkerArray()
+    current = set()
+    for iid, label, score, c, s in instances:
+        current.add(iid)
+        r, g, b = label_color(label)
+        box = Marker(header=header, ns=BOX_NS, id=int(iid), type=Marker.CUBE, action=Marker.ADD)
+        box.pose.position = Point(x=float(c[0]), y=float(c[1]), z=float(c[2]))
+        box.pose.orientation.w = 1.0
+        box.scale = Vector3(x=max(float(s[0]), 0.01), y=max(float(s[1]), 0.01),
+                            z=max(float(s[2]), 0.01))
+        box.color = ColorRGBA(r=r, g=g, b=b, a=0.35)
+        text = Marker(header=header, ns=TEXT_NS, id=int(iid), type=Marker.TEXT_VIEW_FACING,
+                      action=Marker.ADD)
+        text.pose.position = Point(x=float(c[0]), y=float(c[1]), z=float(c[2] + s[2] / 2 + 0.1))
+        text.pose.orientation.w = 1.0
+        text.scale.z = 0.12
+        text.color = ColorRGBA(r=r, g=g, b=b, a=1.0)
+        text.text = f"{iid}: {label} {score:.2f}"
+        out.markers.extend([box, text])
+    for iid in sorted(previous_ids - current):
+        for ns in (BOX_NS, TEXT_NS):
+            out.markers.append(Marker(header=header, ns=ns, id=int(iid), action=Marker.DELETE))
+    return out
+
+
+def pose_to_matrix(position: Point, orientation: object) -> np.ndarray:
+    """geometry_msgs Pose parts (quaternion x, y, z, w) as a 4x4 matrix."""
+    q = np.array([orientation.w, orientation.x, orientation.y, orientation.z], np.float64)
+    n = np.linalg.norm(q)
+    if not np.isfinite(n) or n < 1e-6:
+        raise InputError("bad_pose", "pose quaternion is zero or not finite")
+    w, x, y, z = q / n
+    m = np.eye(4)
+    m[:3, :3] = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    m[:3, 3] = [position.x, position.y, position.z]
+    if not np.all(np.isfinite(m)):
+        raise InputError("bad_pose", "pose position is not finite")
+    return m
+
+
+def matrix_to_quaternion(m: np.ndarray) -> tuple[float, float, float, float]:
+    """Rotation part of a 4x4 as a ROS quaternion (x, y, z, w)."""
+    import transforms3d.quaternions as tq
+
+    w, x, y, z = tq.mat2quat(m[:3, :3])
+    return float(x), float(y), float(z), float(w)

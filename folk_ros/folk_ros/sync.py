@@ -1,0 +1,143 @@
+"""Approximate time synchronisation of colour, depth and camera_info, and a pose buffer.
+
+message_filters is not installable from PyPI, so this is a small, dependency-free policy:
+each colour message is the pivot; it is matched with the depth and camera_info messages
+whose stamps are nearest to it, if they lie within ``slop`` seconds. A matched set is emitted
+once; everything at or before it is then dropped. Stamps that go backwards (bag loops,
+clock resets, a late driver) are rejected and counted, so the map is never fed the past.
+
+Thread-safe: the node may call :meth:`ApproxSync.add` from several callback threads.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+STREAMS = ("color", "depth", "info")
+
+
+class ApproxSync:
+    """Match colour/depth/camera_info by nearest stamp within ``slop`` seconds."""
+
+    def __init__(self, slop: float, callback: Callable[[int, dict[str, Any]], None],
+                 queue_size: int = 10) -> None:
+        if slop < 0:
+            raise ValueError(f"slop must be >= 0, got {slop}")
+        self.slop_ns = int(slop * 1e9)
+        self.callback = callback
+        self._buf: dict[str, deque[tuple[int, Any]]] = {
+            s: deque(maxlen=queue_size) for s in STREAMS
+        }
+        self._lock = threading.Lock()
+        self._last_emitted = -1
+        self._last_in = dict.fromkeys(STREAMS, -1)
+        self.out_of_order = 0  # messages rejected because their stamp went backwards
+        self.matched = 0
+
+    def reset(self) -> None:
+        """Forget buffered messages and the stamp history (e.g. after a bag loops)."""
+        with self._lock:
+            for b in self._buf.values():
+                b.clear()
+            self._last_emitted = -1
+            self._last_in = dict.fromkeys(STREAMS, -1)
+
+    def add(self, stream: str, stamp: int, msg: Any) -> bool:
+        """Add one message (stamp in ns); returns False when rejected as out of order."""
+        emit = None
+        with self._lock:
+            if stamp < self._last_in[stream] or stamp <= self._last_emitted:
+                self.out_of_order += 1
+                return False
+            self._last_in[stream] = stamp
+            self._buf[stream].append((stamp, msg))
+            emit = self._try_match()
+        if emit is not None:
+            self.callback(*emit)
+        return True
+
+    def _nearest(self, stream: str, stamp: int) -> tuple[int, Any] | None:
+        best = None
+        for s, m in self._buf[stream]:
+            dt = abs(s - stamp)
+            if dt <= self.slop_ns and (best is None or dt < abs(best[0] - stamp)):
+                best = (s, m)
+        return best
+
+    def _try_match(self) -> tuple[int, dict[str, Any]] | None:
+        # Newest colour first: under load we want the freshest frame, not the backlog.
+        for stamp, color in reversed(self._buf["color"]):
+            depth = self._nearest("depth", stamp)
+            info = self._nearest("info", stamp)
+            if depth is None or info is None:
+                continue
+            cut = max(stamp, depth[0], info[0])
+            for b in self._buf.values():
+                while b and b[0][0] <= cut:
+                    b.popleft()
+            self._last_emitted = stamp
+            self.matched += 1
+            return stamp, {"color": color, "depth": depth[1], "info": info[1]}
+        return None
+
+
+class PoseBuffer:
+    """Recent camera poses by stamp, for pose topics (PoseStamped / Odometry).
+
+    :meth:`lookup` waits up to ``timeout`` for a pose at or after the stamp (the pose may
+    arrive after the image), then interpolates the translation linearly and takes the
+    rotation of the nearer neighbour; a stamp further than ``slop`` from any pose fails.
+    """
+
+    def __init__(self, slop: float, size: int = 200) -> None:
+        self.slop_ns = int(slop * 1e9)
+        self._stamps: list[int] = []
+        self._poses: list[np.ndarray] = []
+        self._size = size
+        self._cond = threading.Condition()
+
+    def add(self, stamp: int, pose: np.ndarray) -> None:
+        with self._cond:
+            i = bisect.bisect_right(self._stamps, stamp)
+            self._stamps.insert(i, stamp)
+            self._poses.insert(i, pose)
+            if len(self._stamps) > self._size:
+                del self._stamps[0], self._poses[0]
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._stamps.clear()
+            self._poses.clear()
+
+    def _lookup(self, stamp: int) -> np.ndarray | None:
+        if not self._stamps:
+            return None
+        i = bisect.bisect_left(self._stamps, stamp)
+        if i < len(self._stamps) and self._stamps[i] == stamp:
+            return self._poses[i]
+        if 0 < i < len(self._stamps):
+            s0, s1 = self._stamps[i - 1], self._stamps[i]
+            if min(stamp - s0, s1 - stamp) > self.slop_ns and s1 - s0 > 2 * self.slop_ns:
+                return None
+            a = (stamp - s0) / max(s1 - s0, 1)
+            p = (self._poses[i - 1] if a < 0.5 else self._poses[i]).copy()
+            p[:3, 3] = (1 - a) * self._poses[i - 1][:3, 3] + a * self._poses[i][:3, 3]
+            return p
+        j = 0 if i == 0 else len(self._stamps) - 1
+        return self._poses[j] if abs(self._stamps[j] - stamp) <= self.slop_ns else None
+
+    def lookup(self, stamp: int, timeout: float) -> np.ndarray | None:
+        """Pose at ``stamp`` (ns) or None when none arrives within ``timeout`` seconds."""
+        with self._cond:
+            def ready() -> bool:
+                return bool(self._stamps) and self._stamps[-1] >= stamp
+
+            self._cond.wait_for(ready, timeout=timeout)
+            return self._lookup(stamp)

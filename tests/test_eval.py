@@ -1,0 +1,100 @@
+"""ScanNet-style instance AP against hand-computed cases, and the evaluation driver."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from folk_model.eval.ap import InstanceAPEvaluator, Prediction, average_precision
+from folk_model.eval.evaluate import markdown_report
+
+
+def test_average_precision_hand_computed() -> None:
+    # one TP: the curve is (r=1, p=1) -> AP 1
+    assert average_precision(np.array([1.0]), np.array([0.9]), 0) == pytest.approx(1.0)
+    # TP ranked above an FP: the FP does not lower the area
+    assert average_precision(np.array([1.0, 0.0]), np.array([0.9, 0.5]), 0) == pytest.approx(1.0)
+    # FP above the TP. ScanNet's curve: points (r=1, p=.5), (r=0, p=0), artificial (0, 1);
+    # step widths from the recall convolution: .5, .5, 0 -> AP = .5 * .5 = .25
+    assert average_precision(np.array([1.0, 0.0]), np.array([0.5, 0.9]), 0) == pytest.approx(0.25)
+    # one TP and one GT never matched: (r=.5, p=1), artificial (r=0, p=1):
+    # recall_for_conv = [.5, .5, 0, 0] -> widths .25, .25 -> AP .5
+    assert average_precision(np.array([1.0]), np.array([0.9]), 1) == pytest.approx(0.5)
+    assert average_precision(np.array([]), np.array([]), 3) == 0.0
+
+
+def _scene() -> tuple[np.ndarray, dict[int, str]]:
+    gt = np.zeros(1000, np.int64)
+    gt[0:200] = 1  # chair
+    gt[200:500] = 2  # table
+    gt[500:550] = 3  # chair, below min_region_size 100: ignored
+    gt[600:800] = 4  # "wall": not an evaluated class -> ignored region
+    return gt, {1: "chair", 2: "table", 3: "chair", 4: "wall"}
+
+
+def test_evaluator_perfect_and_wrong_label() -> None:
+    gt, labels = _scene()
+    ev = InstanceAPEvaluator(["chair", "table"], novel=["table"])
+    ev.process(gt, labels, [Prediction(np.arange(0, 200), "chair", 0.9),
+                            Prediction(np.arange(200, 500), "chair", 0.8)])
+    r = ev.evaluate()
+    ca = r["class_aware"]
+    assert ca["per_class"]["chair"]["AP"] == pytest.approx(1.0)  # FP ranked below the TP
+    assert ca["per_class"]["table"]["AP50"] == 0.0  # GT, no prediction labelled table
+    assert ca["base"]["AP50"] == pytest.approx(1.0) and ca["novel"]["AP50"] == 0.0
+    assert ca["AP50"] == pytest.approx(0.5)
+    assert r["class_agnostic"]["AP"] == pytest.approx(1.0)
+
+
+def test_evaluator_iou_thresholds() -> None:
+    gt, labels = _scene()
+    ev = InstanceAPEvaluator(["chair", "table"])
+    # chair prediction covering 120 of 200 GT points plus 30 outside: IoU = 120 / 230 = 0.52
+    pred = np.concatenate([np.arange(0, 120), np.arange(900, 930)])
+    ev.process(gt, labels, [Prediction(pred, "chair", 0.7)])
+    per = ev.evaluate()["class_aware"]["per_class"]
+    # TP at 0.25 and 0.50 only: AP over 0.50..0.90 = 1/9
+    assert per["chair"]["AP50"] == pytest.approx(1.0) and per["chair"]["AP25"] == 1.0
+    assert per["chair"]["AP"] == pytest.approx(1 / 9)
+    assert math.isnan(InstanceAPEvaluator(["sofa"]).evaluate()["class_aware"]["AP"])
+
+
+def test_duplicates_and_ignored_regions() -> None:
+    gt, labels = _scene()
+    ev = InstanceAPEvaluator(["chair", "table"])
+    ev.process(gt, labels, [
+        Prediction(np.arange(0, 200), "chair", 0.5),  # TP
+        Prediction(np.arange(0, 190), "chair", 0.9),  # duplicate, more confident: it is the
+        # TP, the 0.5 one becomes the FP; FP below TP -> AP 1
+        Prediction(np.arange(600, 800), "chair", 0.95),  # on the ignored "wall": not an FP
+        Prediction(np.arange(450, 600), "chair", 0.99),  # 50 table points + 50 small-chair
+        # + 50 unannotated of 150: ignored fraction .67 > .5 -> not an FP at IoU 0.5..0.65;
+        # an FP at 0.7 and above
+    ])
+    per = ev.evaluate()["class_aware"]["per_class"]["chair"]
+    assert per["AP50"] == pytest.approx(1.0)
+    # at IoU 0.7..0.9 the 0.99 FP ranks first: curve (r=1, p=.5) ... -> .25 as above
+    ap_each = [1.0, 1.0, 1.0, 1.0, 0.25, 0.25, 0.25, 0.25, 0.25]
+    assert per["AP"] == pytest.approx(np.mean(ap_each))
+    # predictions below min_region_size are ignored
+    ev2 = InstanceAPEvaluator(["chair"], min_region_size=100)
+    ev2.process(gt, labels, [Prediction(np.arange(0, 50), "chair", 1.0)])
+    assert ev2.evaluate()["class_aware"]["per_class"]["chair"]["AP"] == 0.0
+
+
+def test_two_scenes_pooled_and_markdown() -> None:
+    gt, labels = _scene()
+    ev = InstanceAPEvaluator(["chair", "table"], novel=["table"])
+    ev.process(gt, labels, [Prediction(np.arange(0, 200), "chair", 0.9)])
+    ev.process(gt, labels, [Prediction(np.arange(200, 500), "table", 0.9)])
+    r = ev.evaluate()
+    # chair: 2 GT over the scenes, 1 TP -> recall .5 -> .5 (as the hand case above)
+    assert r["class_aware"]["per_class"]["chair"]["AP50"] == pytest.approx(0.5)
+    assert r["class_aware"]["per_class"]["table"]["AP50"] == pytest.approx(0.5)
+    assert r["num_scenes"] == 2
+    summary = {"scenes": ["a", "b"], "seconds_per_scene": {"student_total": 0.5},
+               "student": r, "teacher": None}
+    md = markdown_report(summary)
+    assert "| student | novel | 50.0 |" in md

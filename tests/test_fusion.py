@@ -1,0 +1,135 @@
+"""VoxelMap: geometry, depth limits, keyframe gating, invalid depth and the memory bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from folk_model.config import FusionConfig
+from folk_model.fusion import VoxelMap, key_iou
+from folk_model.fusion.voxel_map import pack_keys, unpack_keys
+
+K = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]])
+
+
+def _frame(depth: float = 1.0, h: int = 48, w: int = 64):
+    d = np.full((h, w), depth, np.float32)
+    c = np.zeros((h, w, 3), np.uint8)
+    c[..., 0] = 200
+    return d, c
+
+
+def _pose(x: float = 0.0, yaw_deg: float = 0.0) -> np.ndarray:
+    a = np.radians(yaw_deg)
+    p = np.eye(4)
+    p[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+    p[0, 3] = x
+    return p
+
+
+def test_pack_unpack_roundtrip():
+    ijk = np.array([[0, 0, 0], [-5, 7, 1000], [(1 << 20) - 1, -(1 << 20), 3]])
+    assert np.array_equal(unpack_keys(pack_keys(ijk)), ijk)
+
+
+def test_plane_lands_at_its_depth_with_its_colour():
+    m = VoxelMap(FusionConfig(voxel_size=0.02, pixel_stride=1))
+    r = m.integrate(*_frame(1.5), K, _pose())
+    assert r.fused and r.points_in == 48 * 64 and len(m) > 0
+    snap = m.snapshot()
+    assert np.allclose(snap.points[:, 2], 1.5, atol=0.02)
+    assert np.all(snap.colors[:, 0] == 200) and np.all(snap.colors[:, 1] == 0)
+
+
+def test_depth_limits_and_invalid_depth_are_ignored():
+    m = VoxelMap(FusionConfig(min_depth=0.5, max_depth=3.0))
+    d, c = _frame(1.0)
+    d[:10] = np.nan
+    d[10:20] = np.inf
+    d[20:25] = 0.0
+    d[25:30] = 0.1  # too near
+    d[30:35] = 5.0  # too far
+    r = m.integrate(d, c, K, _pose())
+    assert r.fused and np.isfinite(m.snapshot().points).all()
+    assert np.allclose(m.snapshot().points[:, 2], 1.0, atol=0.02)
+    bad = np.full((48, 64), np.nan, np.float32)
+    r2 = VoxelMap().integrate(bad, c, K, _pose())
+    assert not r2.fused and r2.reason == "no_valid_depth"
+
+
+def test_keyframe_gating_needs_motion_or_rotation():
+    cfg = FusionConfig(keyframe_translation=0.1, keyframe_rotation_deg=10.0)
+    m = VoxelMap(cfg)
+    assert m.integrate(*_frame(), K, _pose()).fused
+    assert m.integrate(*_frame(), K, _pose(x=0.05)).reason == "keyframe"
+    assert m.integrate(*_frame(), K, _pose(x=0.15)).fused
+    assert m.integrate(*_frame(), K, _pose(x=0.15, yaw_deg=5)).reason == "keyframe"
+    assert m.integrate(*_frame(), K, _pose(x=0.15, yaw_deg=12)).fused
+    assert m.integrate(*_frame(), K, _pose(x=0.15, yaw_deg=12), force=True).fused
+    assert m.frames_fused == 4 and m.frames_skipped == 2
+
+
+def test_memory_bound_evicts_oldest_voxels_first():
+    cfg = FusionConfig(max_voxels=3000, keyframe_translation=0.0, pixel_stride=1)
+    m = VoxelMap(cfg)
+    first = None
+    for i in range(30):
+        m.integrate(*_frame(1.0), K, _pose(x=i * 0.5), force=True)
+        assert len(m) <= cfg.max_voxels
+        if i == 0:
+            first = m.snapshot().keys
+    snap = m.snapshot()
+    # The newest frame's voxels are kept; the first frame's were evicted.
+    assert key_iou(first, snap.keys) == 0.0
+    assert np.allclose(snap.points[:, 0].max(), 29 * 0.5 + 0.32 * 1.0, atol=0.05)
+    assert m.voxels_evicted > 0
+    assert m.nbytes <= cfg.max_voxels * 64
+
+
+def test_repeated_observations_average_and_reset_clears():
+    m = VoxelMap(FusionConfig(keyframe_translation=0.0, keyframe_rotation_deg=0.0))
+    for _ in range(100):  # beyond the weight cap
+        m.integrate(*_frame(1.0), K, _pose(), force=True)
+    n = len(m)
+    d, c = _frame(1.0)
+    c[..., 1] = 200
+    for _ in range(100):
+        m.integrate(d, c, K, _pose(), force=True)
+    assert len(m) == n
+    assert m.snapshot().colors[:, 1].min() > 150  # the capped weight lets colour follow
+    m.reset()
+    assert len(m) == 0 and m.frames_fused == 0
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError):
+        VoxelMap(FusionConfig(min_depth=3.0, max_depth=1.0))
+    with pytest.raises(ValueError):
+        VoxelMap().integrate(np.zeros((4, 4), np.float32), np.zeros((5, 4, 3), np.uint8), K,
+                             _pose())
+    bad = _pose()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError):
+        VoxelMap().integrate(*_frame(), K, bad)
+
+
+def test_key_iou():
+    a = np.array([1, 2, 3, 4])
+    assert key_iou(a, np.array([3, 4, 5, 6])) == pytest.approx(2 / 6)
+    assert key_iou(a, np.array([], np.int64)) == 0.0
+
+
+def test_tracker_keeps_ids_for_overlapping_instances_and_never_reuses():
+    from folk_model.fusion.tracking import InstanceTracker
+
+    t = InstanceTracker(min_iou=0.3)
+    a, b = np.arange(0, 100), np.arange(200, 300)
+    first = t.assign([a, b])
+    assert first == [1, 2]
+    # Order swapped, slightly changed, one new instance: ids follow the objects.
+    again = t.assign([np.arange(210, 305), np.arange(500, 520), np.arange(5, 100)])
+    assert again == [2, 3, 1]
+    # A disjoint instance gets a new id, not an old one.
+    assert t.assign([np.arange(1000, 1100)]) == [4]
+    t.reset()
+    assert t.assign([a]) == [5]

@@ -1,0 +1,97 @@
+"""Start-up failures: the node exits non-zero at once with a message that says what to fix.
+
+Also checks that the launch file compiles and that config/segment.yaml sets exactly the
+parameters the node declares (launch/launch_ros are not installable here, so the launch file
+cannot be run in this environment).
+"""
+
+from __future__ import annotations
+
+import py_compile
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+from helpers.node_harness import fake_env  # noqa: E402
+
+pytestmark = pytest.mark.ros
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_node(params: list[str], env: dict | None = None, timeout: float = 120.0):
+    cmd = [sys.executable, "-m", "folk_ros.node", "--ros-args"]
+    for p in params:
+        cmd += ["-p", p]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_missing_weights_file_exits_with_what_to_fix(tmp_path: Path):
+    proc = _run_node([f"weights:={tmp_path / 'nope.pt'}", "pose_source:=pose"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr
+    assert "cannot start" in err and "not found" in err and "nope.pt" in err
+    assert "weights" in err
+
+
+def test_weights_for_another_encoder_exit_with_what_to_fix(tmp_path: Path):
+    torch = pytest.importorskip("torch")
+    del torch
+    from folk_model.config import StudentConfig
+    from folk_model.student.model import FolkStudent
+    from folk_model.student.weights import save_weights
+
+    path = tmp_path / "other.pt"
+    net = FolkStudent(StudentConfig(channels=(8, 8), embed_dim=16, head_hidden=8))
+    save_weights(path, net, {"backend": "open_clip", "model": "ViT-B-16/openai", "dim": 16})
+    proc = _run_node([f"weights:={path}", "pose_source:=pose"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "another VL text encoder" in proc.stderr and "vl_backend" in proc.stderr
+
+
+def test_corrupt_weights_file_exits(tmp_path: Path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"not a checkpoint")
+    proc = _run_node([f"weights:={path}", "pose_source:=pose"])
+    assert proc.returncode == 2 and "broken.pt" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "params, needle",
+    [
+        (['vocabulary:=["chair", " chair"]'], "duplicate"),
+        (["pose_source:=gps"], "pose_source"),
+        (["min_depth:=3.0", "max_depth:=1.0"], "min_depth"),
+        (["prompt_template:=a photo"], "prompt_template"),
+    ],
+)
+def test_bad_start_up_parameters_exit_with_the_reason(params, needle):
+    proc = _run_node(["pose_source:=pose", *params], env=fake_env(), timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert needle in proc.stderr and "invalid parameters" in proc.stderr
+
+
+def test_tf_pose_source_without_tf2_ros_says_what_to_do():
+    try:
+        import tf2_ros  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("tf2_ros is installed here")
+    proc = _run_node(["pose_source:=tf"], env=fake_env(), timeout=60)
+    assert proc.returncode == 2 and "tf2_ros is not installed" in proc.stderr, proc.stderr
+
+
+def test_launch_file_compiles_and_config_matches_the_node():
+    py_compile.compile(str(ROOT / "folk_ros" / "launch" / "segment.launch.py"), doraise=True)
+    from folk_ros.node import PARAMS
+
+    cfg = yaml.safe_load((ROOT / "folk_ros" / "config" / "segment.yaml").read_text())
+    params = cfg["/**"]["ros__parameters"]
+    assert set(params) == set(PARAMS)
+    for name, value in params.items():
+        default = PARAMS[name][0]
+        assert type(value) is type(default), (name, value, default)

@@ -1,0 +1,164 @@
+"""The 3D student: spconv on the CPU, proposals, inference API, weights and manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from student_toy import toy_room
+
+from folk_model.config import StudentConfig
+from folk_model.student import (
+    FolkStudent,
+    StudentSegmenter,
+    WeightsError,
+    load_weights,
+    save_weights,
+)
+from folk_model.student.model import voxelize
+from folk_model.student.proposals import grid_components, mask_iou_matrix, nms
+
+DIM = 16
+INFO = {"backend": "offline", "model": "toy+model", "dim": DIM}
+
+
+def small_cfg(**kw: object) -> StudentConfig:
+    base = dict(channels=(8, 16, 16), embed_dim=DIM, feat_dim=16, head_hidden=32,
+                voxel_size=0.04, cluster_radius=0.08, fg_threshold=0.0, min_score=0.0,
+                min_instance_points=20)
+    base.update(kw)
+    return StudentConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> StudentSegmenter:
+    torch.manual_seed(0)
+    cfg = small_cfg()
+    return StudentSegmenter(FolkStudent(cfg), cfg, device="cpu")
+
+
+def test_spconv_backward_on_cpu() -> None:
+    """The compat patch lets spconv's backward run without CUDA."""
+    torch.manual_seed(0)
+    cfg = small_cfg()
+    model = FolkStudent(cfg)
+    p, c, _, _ = toy_room(n_objects=2)
+    vb = voxelize(torch.from_numpy(p), torch.from_numpy(c), cfg.voxel_size)
+    out = model.forward_voxels(vb)
+    (out.fg_logit.sum() + out.offset.sum() + out.feat.sum()).backward()
+    grads = [q.grad for q in model.backbone.parameters() if q.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_voxelize_shapes() -> None:
+    pts = torch.tensor([[0.0, 0, 0], [0.01, 0, 0], [0.5, 0.5, 0.5]])
+    col = torch.tensor([[255, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=torch.uint8)
+    vb = voxelize(pts, col, 0.02)
+    assert vb.coords.shape == (2, 4) and vb.feats.shape == (2, 6)
+    assert vb.point2voxel.tolist()[0] == vb.point2voxel.tolist()[1]
+    assert vb.counts.sum().item() == 3
+    assert (vb.coords[:, 1:] >= 0).all()
+
+
+def test_grid_components_and_nms() -> None:
+    a = np.random.default_rng(0).random((50, 3)) * 0.1
+    xyz = np.concatenate([a, a + 1.0])
+    lab = grid_components(xyz, 0.05)
+    assert len(np.unique(lab)) == 2 and len(np.unique(lab[:50])) == 1
+    sets = [np.arange(10), np.arange(9), np.arange(20, 30)]
+    iou = mask_iou_matrix(sets, sets, 30)
+    assert iou[0, 1] == pytest.approx(0.9)
+    keep = nms(sets, np.array([0.5, 0.9, 0.1]), 30, 0.5)
+    assert keep.tolist() == [1, 2]
+
+
+def test_segment_returns_instances(segmenter: StudentSegmenter) -> None:
+    p, c, _, _ = toy_room()
+    res = segmenter.segment(p, c)
+    assert res.instances, "a random net with fg_threshold 0 still clusters something"
+    for inst in res.instances:
+        assert inst.point_indices.dtype == np.int64
+        assert inst.point_indices.min() >= 0 and inst.point_indices.max() < len(p)
+        assert inst.embedding.shape == (DIM,)
+        assert np.linalg.norm(inst.embedding) == pytest.approx(1.0, abs=1e-4)
+        assert 0.0 <= inst.score <= 1.0
+    for k in ("voxelize", "network", "proposals", "embed", "total"):
+        assert k in res.timings
+    lab = segmenter.label(res, np.eye(DIM, dtype=np.float32)[:3])
+    assert lab.label_index.shape == (len(res.instances),)
+
+
+def test_empty_and_nan_inputs(segmenter: StudentSegmenter) -> None:
+    empty = segmenter.segment(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
+    assert empty.instances == [] and "total" in empty.timings
+    assert empty.embeddings(DIM).shape == (0, DIM)
+    nan = segmenter.segment(np.full((500, 3), np.nan, np.float32), np.zeros((500, 3), np.uint8))
+    assert nan.instances == []
+    p, c, _, _ = toy_room(n_objects=3)
+    p = p.copy()
+    bad = np.arange(0, len(p), 7)
+    p[bad] = np.nan
+    p[bad[::2], 1] = np.inf
+    res = segmenter.segment(p, c)
+    for inst in res.instances:
+        assert not np.isin(inst.point_indices, bad).any()
+    with pytest.raises(ValueError, match="differ"):
+        segmenter.segment(p, c[:10])
+
+
+def test_weights_roundtrip_and_errors(segmenter: StudentSegmenter, tmp_path) -> None:
+    path = tmp_path / "w.pt"
+    man = save_weights(path, segmenter, INFO, training={"classes": ["chair"]})
+    assert (tmp_path / "w.json").is_file() and man["student"]["voxel_size"] == 0.04
+    seg2, man2 = load_weights(path, "cpu", expect=INFO)
+    assert man2["encoder"]["dim"] == DIM and man2["training"]["classes"] == ["chair"]
+    p, c, _, _ = toy_room(n_objects=3)
+    a, b = segmenter.segment(p, c), seg2.segment(p, c)
+    assert len(a.instances) == len(b.instances)
+    if a.instances:
+        np.testing.assert_allclose(a.instances[0].embedding, b.instances[0].embedding,
+                                   atol=1e-5)
+    with pytest.raises(WeightsError, match="not found"):
+        load_weights(tmp_path / "missing.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a torch file")
+    with pytest.raises(WeightsError, match="not a readable"):
+        load_weights(tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match="backend"):
+        load_weights(path, expect={**INFO, "backend": "open_clip"})
+    with pytest.raises(WeightsError, match="dim"):
+        load_weights(path, expect={**INFO, "dim": 512})
+    with pytest.raises(WeightsError, match="model"):
+        load_weights(path, expect={**INFO, "model": "ViT-B-16/openai"})
+    # half precision storage loads back as float32
+    save_weights(tmp_path / "h.pt", segmenter, INFO, half=True)
+    seg3, _ = load_weights(tmp_path / "h.pt")
+    assert next(seg3.model.parameters()).dtype == torch.float32
+
+
+def test_cuda_unavailable_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    cfg = small_cfg()
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        StudentSegmenter(FolkStudent(cfg), cfg, device="cuda")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cpu_cuda_parity(tmp_path) -> None:
+    torch.manual_seed(0)
+    cfg = small_cfg()
+    save_weights(tmp_path / "w.pt", FolkStudent(cfg), INFO)
+    cpu, _ = load_weights(tmp_path / "w.pt", "cpu")
+    gpu, _ = load_weights(tmp_path / "w.pt", "cuda")
+    p, c, _, _ = toy_room(n_objects=4)
+    vb = voxelize(torch.from_numpy(p), torch.from_numpy(c), cfg.voxel_size)
+    with torch.no_grad():
+        a = cpu.model.forward_voxels(vb)
+        vb_g = voxelize(torch.from_numpy(p).cuda(), torch.from_numpy(c).cuda(), cfg.voxel_size)
+        b = gpu.model.forward_voxels(vb_g)
+    # voxel order is the same (sorted keys), so outputs compare row by row
+    torch.testing.assert_close(a.fg_logit, b.fg_logit.cpu(), atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(a.offset, b.offset.cpu(), atol=1e-3, rtol=1e-3)
+    ra, rb = cpu.segment(p, c), gpu.segment(p, c)
+    assert len(ra.instances) == len(rb.instances)

@@ -1,0 +1,123 @@
+"""Label-guided distillation: consistency filter, a tiny training run, resume, DDP, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from student_toy import CLASSES, toy_train_scenes
+
+from folk_model.config import StudentConfig, TrainConfig
+from folk_model.student import load_weights
+from folk_model.train.consistency import consistent_views, distill_targets
+from folk_model.train.train import train
+
+DIM = 16
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_consistency_filter_on_crafted_embeddings() -> None:
+    text = np.eye(3, 4, dtype=np.float32)  # classes 0, 1, 2 along axes x, y, z
+    views = _unit(np.array([
+        [[1, 0.1, 0, 0], [0, 1, 0, 0], [1, 0, 0.2, 0]],  # inst 0 (class 0): views 0, 2 agree
+        [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0.1]],    # inst 1 (class 1): none agree
+        [[0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 1, 0]],      # inst 2 (class 2): view 1 invalid
+        [[1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]],      # inst 3: no training class (-1)
+    ], np.float32))
+    valid = np.array([[1, 1, 1], [1, 1, 1], [1, 0, 1], [1, 1, 1]], bool)
+    gt = np.array([0, 1, 2, -1])
+    cons = consistent_views(views, valid, gt, text)
+    assert cons.tolist() == [[True, False, True], [False, False, False],
+                             [True, False, True], [False, False, False]]
+    t = distill_targets(views, valid, gt, text, fallback="best_view")
+    assert t.has_target.tolist() == [True, True, True, False]
+    assert t.source.tolist() == ["consistent", "best_view", "consistent", "none"]
+    np.testing.assert_allclose(t.target[0], _unit(views[0, 0] + views[0, 2]), atol=1e-6)
+    # best view for class 1 (y axis): all have y-similarity 0, so the first valid view wins
+    np.testing.assert_allclose(t.target[1], views[1, 0], atol=1e-6)
+    t_text = distill_targets(views, valid, gt, text, fallback="text")
+    np.testing.assert_allclose(t_text.target[1], text[1], atol=1e-6)
+    t_drop = distill_targets(views, valid, gt, text, fallback="drop")
+    assert t_drop.has_target.tolist() == [True, False, True, False]
+    w = np.array([[3, 1, 1]] * 4, np.float32)
+    t_w = distill_targets(views, valid, gt, text, view_weights=w)
+    np.testing.assert_allclose(t_w.target[0], _unit(3 * views[0, 0] + views[0, 2]), atol=1e-6)
+    with pytest.raises(ValueError, match="fallback"):
+        distill_targets(views, valid, gt, text, fallback="nope")
+    empty = distill_targets(np.zeros((0, 3, 4)), np.zeros((0, 3), bool), np.zeros(0, int), text)
+    assert empty.target.shape == (0, 4)
+
+
+def _cfgs(out: str, epochs: int) -> tuple[TrainConfig, StudentConfig]:
+    cfg = TrainConfig(out_dir=out, epochs=epochs, steps_per_epoch=4, lr=5e-3,
+                      crop_points=15000, proposal_warmup_epochs=1, seed=0)
+    scfg = StudentConfig(channels=(8, 16, 16), embed_dim=DIM, feat_dim=16, head_hidden=32,
+                         voxel_size=0.05, cluster_radius=0.1, min_instance_points=20)
+    return cfg, scfg
+
+
+def test_tiny_training_run_loss_down_weights_load_resume(tmp_path) -> None:
+    torch.set_num_threads(2)
+    scenes, text = toy_train_scenes(2, DIM)
+    info = {"backend": "toy", "model": "toy", "dim": DIM}
+    cfg, scfg = _cfgs(str(tmp_path / "run"), 5)
+    res = train(cfg, scfg, scenes, text, info, CLASSES, progress=False)
+    losses = [h["loss"] for h in res.history]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert res.history[-1]["distill"] < res.history[0]["distill"]
+    for name in ("config.yaml", "ckpt_last.pt", "curves.png", "history.json", "student.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert "seed: 0" in (tmp_path / "run" / "config.yaml").read_text()
+    seg, man = load_weights(res.weights, "cpu", expect=info)
+    assert man["training"]["classes"] == CLASSES and man["student"]["embed_dim"] == DIM
+    p = scenes[0].points
+    out = seg.segment(p, scenes[0].colors)
+    assert all(i.embedding.shape == (DIM,) for i in out.instances)
+    # resume: 5 epochs done; ask for 6, only one more runs
+    cfg6, _ = _cfgs(str(tmp_path / "run"), 6)
+    res6 = train(cfg6, scfg, scenes, text, info, CLASSES, resume=True, progress=False)
+    assert [h["epoch"] for h in res6.history] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[-1]["epoch"] == 6
+
+
+def test_ddp_single_cpu_process(tmp_path, monkeypatch) -> None:
+    """The torchrun path (process group over gloo, DDP wrapper) as one CPU process."""
+    import torch.distributed as dist
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(29500 + np.random.default_rng().integers(0, 2000)))
+    scenes, text = toy_train_scenes(1, DIM)
+    cfg, scfg = _cfgs(str(tmp_path / "ddp"), 2)
+    cfg.steps_per_epoch = 2
+    try:
+        res = train(cfg, scfg, scenes, text, {"backend": "toy", "model": "toy", "dim": DIM},
+                    CLASSES, progress=False)
+        assert dist.is_initialized() and dist.get_backend() == "gloo"
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert res.weights is not None and res.weights.is_file()
+
+
+def test_read_config_rejects_unknown(tmp_path) -> None:
+    from folk_model.train.cli import read_config
+
+    good = tmp_path / "c.yaml"
+    good.write_text("train:\n  epochs: 3\nstudent:\n  voxel_size: 0.03\nvl:\n  backend: offline\n")
+    cfg, scfg, vl = read_config(good)
+    assert cfg.epochs == 3 and scfg.voxel_size == 0.03 and vl.backend == "offline"
+    bad = tmp_path / "b.yaml"
+    bad.write_text("trian:\n  epochs: 3\n")
+    with pytest.raises(ValueError, match="unknown sections"):
+        read_config(bad)
+    bad.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        read_config(bad)
