@@ -41,11 +41,13 @@ def runs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def node(scene: Path, runs_file: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("log") / "node.log"
     env = fake_env({"FOLK_FAKE_RUNS_FILE": str(runs_file)})
-    proc = start_node(PARAMS, env=env, log=log)
+    proc = start_node({**PARAMS, "input_reliability": "reliable"}, env=env, log=log)
     client = Client()
     assert client.wait_up(), log.read_text()
     player = start_player(["--scene", str(scene), "--rate", "15", "--loop", "--duration", "4",
-                           "--start-delay", "2"])
+                           "--start-delay", "2", "--reliable",
+                           # The other encodings (rgb8, 16UC1) go through the bag test.
+                           "--color-encoding", "bgr8", "--depth-encoding", "32FC1"])
     yield proc, client, log
     stop(player)
     client.close()
@@ -164,12 +166,14 @@ def test_rosbag2_replay_feeds_the_node(scene: Path, tmp_path: Path):
                     "--write-bag", str(bag), "--rate", "15"], check=True, timeout=60)
     assert (bag / "metadata.yaml").is_file()
     log = tmp_path / "node.log"
-    proc = start_node({**PARAMS, "segment_period": 1.0}, env=fake_env(), log=log,
-                      name="folk_bag_node")
+    # Reliable QoS: a 12-frame bag has no frames to spare on a busy machine.
+    proc = start_node({**PARAMS, "segment_period": 1.0, "input_reliability": "reliable"},
+                      env=fake_env(), log=log, name="folk_bag_node")
     client = Client("folk_bag_node")
     # The bag is short: start it only once the node is up (its diagnostics arrive).
     assert client.wait_up(), log.read_text()
-    player = start_player(["--bag", str(bag), "--start-delay", "1.5", "--speed", "0.5"])
+    player = start_player(["--bag", str(bag), "--start-delay", "1.5", "--speed", "0.5",
+                           "--reliable"])
     try:
         ok = client.spin_until(lambda: any(m.instances for m in client.instances), 40.0)
         assert ok, log.read_text()[-3000:]

@@ -25,14 +25,14 @@ def test_30hz_input_keeps_memory_bounded_and_no_backlog(tmp_path: Path):
     params = {"pose_source": "pose", "segment_period": 2.0, "vocabulary": ["red", "green"],
               "min_points": 100, "max_voxels": MAX_VOXELS, "voxel_size": 0.01,
               "keyframe_translation": 0.0, "keyframe_rotation_deg": 0.0,
-              "diagnostics_period": 0.5}
+              "diagnostics_period": 0.5, "input_reliability": "reliable"}
     proc = start_node(params, env=fake_env({"FOLK_FAKE_DELAY": "0.5"}), log=log,
                       name="folk_load_node")
     client = Client("folk_load_node")
     try:
         assert client.wait_up(), log.read_text()
         player = start_player(["--scene", str(scene), "--rate", "30", "--loop", "--duration",
-                               str(SECONDS), "--start-delay", "1"])
+                               str(SECONDS), "--start-delay", "1", "--reliable"])
         # Sample through the run: the bound must hold at every moment, not only at the end.
         samples: list[dict] = []
         client.spin_until(
@@ -48,18 +48,21 @@ def test_30hz_input_keeps_memory_bounded_and_no_backlog(tmp_path: Path):
         code = stop(proc)
     assert code == 0, log.read_text()[-3000:]
     seen = [s for s in samples if s]
-    print("load figures:", {k: end[k] for k in ("frames_received", "frames_fused",
-                                                "frames_dropped", "fuse_ms_mean", "voxels",
-                                                "rss_mb", "segment_runs")})
-    assert int(end["frames_received"]) >= 100, end
+    keys = ("frames_received", "frames_fused", "frames_dropped", "frames_unsynced",
+            "fuse_ms_mean", "voxels", "rss_mb", "segment_runs")
+    print("load figures:", {k: end[k] for k in keys})
+    # Reliable QoS: the node must take the frames in (about 30 Hz); fusion keeps the newest.
+    assert int(end["frames_received"]) >= 150, end
     assert max(int(s["voxels"]) for s in seen) <= MAX_VOXELS
     assert int(end["voxels"]) <= MAX_VOXELS and int(end["map_bytes"]) <= MAX_VOXELS * 64
     assert max(int(s["frame_queue"]) for s in seen) <= 2  # frame_queue_size: no backlog
     assert int(end["frame_queue"]) == 0
     assert int(end["segment_runs"]) >= 2 and int(end["segment_failures"]) == 0
-    # Everything received was either fused, skipped by the gate or counted as dropped.
-    assert int(end["frames_fused"]) + int(end["frames_dropped"]) + int(
-        end["frames_skipped_keyframe"]) >= int(end["frames_synced"]) - 2
+    # Every frame received is accounted for: fused, skipped by the gate, dropped from the
+    # queue or passed over by the sync for a newer one (a few may still sit in the sync).
+    accounted = sum(int(end[k]) for k in ("frames_fused", "frames_dropped",
+                                          "frames_skipped_keyframe", "frames_unsynced"))
+    assert accounted >= int(end["frames_received"]) - 12, end
     assert float(d["frame_latency_s"]) < 1.0, d  # fusion keeps up with the newest frames
     rss = [float(s["rss_mb"]) for s in seen]
     assert rss[-1] - rss[len(rss) // 2] < 100, rss  # memory flat in the second half

@@ -155,3 +155,24 @@ def test_worker_coalesces_requests_and_survives_errors():
         assert len(calls) == 3 and len(results) == 2 and results[-1].run == 2
     finally:
         w.stop()
+
+
+def test_worker_period_changes_take_effect_quickly():
+    snap = MapSnapshot(np.arange(3, dtype=np.int64), np.zeros((3, 3), np.float32),
+                       np.zeros((3, 3), np.uint8), 1)
+    calls = []
+
+    class _Seg:
+        instances: list = []
+
+    w = SegmentationWorker(lambda: (snap, 1), lambda p, c: calls.append(1) or _Seg(),
+                           lambda r: None, period=3600.0, dim=4)
+    w.start()
+    try:
+        time.sleep(0.5)
+        assert len(calls) == 1  # the first run is due at once, the next in an hour
+        w.period = 0.2
+        time.sleep(1.0)
+        assert len(calls) >= 3
+    finally:
+        w.stop()

@@ -17,6 +17,7 @@ from folk_model.student import (
 )
 from folk_model.student.model import voxelize
 from folk_model.student.proposals import grid_components, mask_iou_matrix, nms
+from folk_model.student.weights import update_manifest
 
 DIM = 16
 INFO = {"backend": "offline", "model": "toy+model", "dim": DIM}
@@ -129,6 +130,10 @@ def test_weights_roundtrip_and_errors(segmenter: StudentSegmenter, tmp_path) -> 
         load_weights(path, expect={**INFO, "dim": 512})
     with pytest.raises(WeightsError, match="model"):
         load_weights(path, expect={**INFO, "model": "ViT-B-16/openai"})
+    # metrics added after evaluation land in both the .pt and the .json
+    update_manifest(path, tmp_path / "m.pt", metrics={"AP50": 0.5})
+    assert load_weights(tmp_path / "m.pt")[1]["metrics"] == {"AP50": 0.5}
+    assert '"AP50": 0.5' in (tmp_path / "m.json").read_text()
     # half precision storage loads back as float32
     save_weights(tmp_path / "h.pt", segmenter, INFO, half=True)
     seg3, _ = load_weights(tmp_path / "h.pt")

@@ -261,3 +261,29 @@ def test_load_masks_formats(tmp_path):
         assert [x.tolist() for x in m] == [[1, 2], [5]]
     with pytest.raises(ValueError):
         load_masks(tmp_path / "b.npz", 4)
+
+
+def test_report_zero_shot_counts(tmp_path):
+    """The accuracy report on hand-made teacher outputs: perfect, chance-free numbers."""
+    from folk_model.teacher.report import zero_shot
+
+    classes = ["cup", "sky", "box"]
+    (tmp_path / "classes.json").write_text(json.dumps({"classes": classes, "novel": ["box"]}))
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "val.txt").write_text("s1\n")
+
+    class OneHot(MeanColourEncoder):
+        def encode_texts(self, texts, template=None):
+            return np.eye(4, dtype=np.float32)[[classes.index(t) for t in texts]]
+
+    emb = np.eye(4, dtype=np.float32)[[0, 2, 1]]
+    emb[2] = 0  # third instance: no view
+    valid = np.array([[True, False], [True, True], [False, False]])
+    np.savez(tmp_path / "s1.npz", embedding=emb, gt_label=np.array(["cup", "box", "sky"]),
+             view_embeddings=np.repeat(emb[:, None], 2, 1), view_valid=valid)
+    r = zero_shot(tmp_path, tmp_path, OneHot(), ["{}"])
+    assert r["instances"] == 3 and r["instances_without_view"] == 1 and r["views"] == 3
+    t = r["by_template"]["{}"]
+    assert t["top1"] == pytest.approx(2 / 3) and t["top1_seen_only"] == 1.0
+    assert t["val_top1"] == pytest.approx(2 / 3) and t["novel_top1"] == 1.0
+    assert t["view_top1"] == 1.0

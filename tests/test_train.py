@@ -54,8 +54,8 @@ def test_consistency_filter_on_crafted_embeddings() -> None:
 
 
 def _cfgs(out: str, epochs: int) -> tuple[TrainConfig, StudentConfig]:
-    cfg = TrainConfig(out_dir=out, epochs=epochs, steps_per_epoch=4, lr=5e-3,
-                      crop_points=15000, proposal_warmup_epochs=1, seed=0)
+    cfg = TrainConfig(out_dir=out, epochs=epochs, steps_per_epoch=3, lr=5e-3,
+                      crop_points=12000, proposal_warmup_epochs=1, seed=0)
     scfg = StudentConfig(channels=(8, 16, 16), embed_dim=DIM, feat_dim=16, head_hidden=32,
                          voxel_size=0.05, cluster_radius=0.1, min_instance_points=20)
     return cfg, scfg
@@ -67,9 +67,11 @@ def test_tiny_training_run_loss_down_weights_load_resume(tmp_path) -> None:
     info = {"backend": "toy", "model": "toy", "dim": DIM}
     cfg, scfg = _cfgs(str(tmp_path / "run"), 5)
     res = train(cfg, scfg, scenes, text, info, CLASSES, progress=False)
-    losses = [h["loss"] for h in res.history]
-    assert losses[-1] < 0.7 * losses[0], losses
-    assert res.history[-1]["distill"] < res.history[0]["distill"]
+    # the score loss joins after the warm-up epoch, so compare the terms present throughout
+    first, last = res.history[0], res.history[-1]
+    keys = ("fg", "offset", "distill", "label")
+    assert sum(last[k] for k in keys) < 0.7 * sum(first[k] for k in keys), res.history
+    assert last["distill"] < first["distill"] and last["label"] < first["label"]
     for name in ("config.yaml", "ckpt_last.pt", "curves.png", "history.json", "student.json"):
         assert (tmp_path / "run" / name).is_file(), name
     assert "seed: 0" in (tmp_path / "run" / "config.yaml").read_text()

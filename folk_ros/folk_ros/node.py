@@ -178,6 +178,12 @@ class FolkNode(Node):
             self.vocab.set(p["vocabulary"])
         except VocabularyError as exc:
             raise StartupError(f"parameter 'vocabulary': {exc}") from exc
+        except Exception as exc:  # the encoder's model is loaded here, on first use
+            raise StartupError(f"text encoder {self.encoder_name} failed on the start-up "
+                               f"vocabulary: {type(exc).__name__}: {exc}") from exc
+        warm_up = getattr(enc, "warm_up", None)  # first large text batch is slow otherwise
+        if callable(warm_up):
+            warm_up()
         self.get_logger().info(
             f"model ready in {time.perf_counter() - t0:.1f} s: encoder {self.encoder_name}, "
             f"{len(self.vocab.labels)} labels"
@@ -202,10 +208,12 @@ class FolkNode(Node):
         self.last_error = ""
         self.fuse_times: deque[float] = deque(maxlen=100)
         self.frame_latency: deque[float] = deque(maxlen=100)
+        self._rate_mark = (time.monotonic(), 0)  # for the input rate in diagnostics
         self.frames = LatestQueue[tuple[int, dict[str, Any]]](p["frame_queue_size"])
         self.sync = ApproxSync(p["sync_slop"], self._on_synced)
         self.poses = PoseBuffer(p["sync_slop"])
         self.tf_buffer: Any = None
+        self._tf_error = ""  # detail of the last failed TF lookup, for the log
         self._stop = threading.Event()
 
         # ------------------------------------------------------------- ROS interfaces
@@ -241,6 +249,7 @@ class FolkNode(Node):
         # ------------------------------------------------------------- threads
         self.last_result: RunResult | None = None
         self.result_lock = threading.Lock()
+        self.publish_lock = threading.Lock()
         self.published_ids: set[int] = set()
         self.worker = SegmentationWorker(
             self._snapshot, self.backend.segmenter.segment, self._on_result,
@@ -291,8 +300,7 @@ class FolkNode(Node):
             if prm.name == "segment_period":
                 if prm.value < 0:
                     return SetParametersResult(successful=False, reason="segment_period < 0")
-                self.worker.period = float(prm.value)
-                self.worker.request()  # re-arm the timer at once
+                self.worker.period = float(prm.value)  # the worker re-times within 0.2 s
             elif prm.name in ("publish_embeddings", "publish_cloud"):
                 self.p[prm.name] = bool(prm.value)
         return SetParametersResult(successful=True)
@@ -353,8 +361,8 @@ class FolkNode(Node):
                 self.p["fixed_frame"], camera_frame, Time(nanoseconds=stamp),
                 timeout=Duration(seconds=timeout),
             )
-        except Exception as exc:
-            self.last_error = f"TF {self.p['fixed_frame']} <- {camera_frame}: {exc}"
+        except Exception as exc:  # tf2 raises several lookup exception types
+            self._tf_error = f"; TF: {exc}"
             return None
         t = tf.transform
         return pose_to_matrix(t.translation, t.rotation)
@@ -386,7 +394,7 @@ class FolkNode(Node):
                 self._fuse(*item)
             except InputError as exc:
                 self._bad(exc.kind, str(exc))
-            except Exception as exc:
+            except Exception as exc:  # one bad frame must not stop fusion
                 self._bad("fusion_error", f"{type(exc).__name__}: {exc}")
 
     def _fuse(self, stamp: int, msgs: dict[str, Any]) -> None:
@@ -403,7 +411,8 @@ class FolkNode(Node):
         if pose is None:
             self._bad("pose_missing", f"no camera pose at t={stamp * 1e-9:.3f} s within "
                       f"{self.p['pose_timeout']} s (pose_source={self.p['pose_source']}, "
-                      f"fixed_frame={self.p['fixed_frame']}, camera frame={frame!r})")
+                      f"fixed_frame={self.p['fixed_frame']}, camera frame={frame!r})"
+                      f"{self._tf_error}")
             return
         with self.map_lock:
             res = self.map.integrate(depth, color, k, pose)
@@ -429,7 +438,18 @@ class FolkNode(Node):
             self._publish(result)
 
     def _publish(self, result: RunResult) -> None:
-        """Label ``result`` with the current vocabulary and publish every output."""
+        """Label ``result`` with the current vocabulary and publish every output.
+
+        Serialised: the worker (new run) and set_vocabulary (relabel) may both publish; an
+        older run is never published after a newer one.
+        """
+        with self.publish_lock:
+            with self.result_lock:
+                if self.last_result is not None and self.last_result.run > result.run:
+                    return
+            self._publish_locked(result)
+
+    def _publish_locked(self, result: RunResult) -> None:
         labels, text_emb = self.vocab.current()
         lab = label_embeddings(result.embeddings, text_emb, top_k=self.p["top_k"])
         header = Header(frame_id=self.p["fixed_frame"])
@@ -476,7 +496,7 @@ class FolkNode(Node):
             res.success, res.message = False, str(exc)
             res.labels = self.vocab.current()[0]
             return res
-        except Exception as exc:
+        except Exception as exc:  # encoder failure: keep the old vocabulary
             res.success, res.message = False, f"text encoder failed: {exc}"
             res.labels = self.vocab.current()[0]
             return res
@@ -560,9 +580,16 @@ class FolkNode(Node):
         st.message = (f"{self.stats['fused']} fused, {dropped} dropped, {errors} bad inputs, "
                       f"{self.worker.runs} runs")
         last = self.last_result
+        now = time.monotonic()
+        received = self.stats["received_color"]
+        prev_t, prev_n = self._rate_mark
+        input_hz = (received - prev_n) / max(now - prev_t, 1e-6)
+        self._rate_mark = (now, received)
         values = {
-            "frames_received": self.stats["received_color"],
+            "frames_received": received,
+            "input_hz": input_hz,
             "frames_synced": self.stats["synced"],
+            "frames_unsynced": self.sync.skipped,
             "frames_fused": self.stats["fused"],
             "frames_skipped_keyframe": self.stats["skipped_keyframe"],
             "frames_dropped": dropped,

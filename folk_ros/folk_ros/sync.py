@@ -2,8 +2,9 @@
 
 message_filters is not installable from PyPI, so this is a small, dependency-free policy:
 each colour message is the pivot; it is matched with the depth and camera_info messages
-whose stamps are nearest to it, if they lie within ``slop`` seconds. A matched set is emitted
-once; everything at or before it is then dropped. Stamps that go backwards (bag loops,
+whose stamps are nearest to it, if they lie within ``slop`` seconds. Complete sets are
+emitted oldest first; everything at or before an emitted set is then dropped (colour
+messages passed over that way are counted in ``skipped``). Stamps that go backwards (bag loops,
 clock resets, a late driver) are rejected and counted, so the map is never fed the past.
 
 Thread-safe: the node may call :meth:`ApproxSync.add` from several callback threads.
@@ -39,6 +40,7 @@ class ApproxSync:
         self._last_in = dict.fromkeys(STREAMS, -1)
         self.out_of_order = 0  # messages rejected because their stamp went backwards
         self.matched = 0
+        self.skipped = 0  # colour messages passed over for a newer matched one
 
     def reset(self) -> None:
         """Forget buffered messages and the stamp history (e.g. after a bag loops)."""
@@ -50,16 +52,17 @@ class ApproxSync:
 
     def add(self, stream: str, stamp: int, msg: Any) -> bool:
         """Add one message (stamp in ns); returns False when rejected as out of order."""
-        emit = None
         with self._lock:
             if stamp < self._last_in[stream] or stamp <= self._last_emitted:
                 self.out_of_order += 1
                 return False
             self._last_in[stream] = stamp
             self._buf[stream].append((stamp, msg))
-            emit = self._try_match()
-        if emit is not None:
-            self.callback(*emit)
+            ready = []
+            while (m := self._try_match()) is not None:
+                ready.append(m)
+        for m in ready:  # outside the lock: the callback may take its time
+            self.callback(*m)
         return True
 
     def _nearest(self, stream: str, stamp: int) -> tuple[int, Any] | None:
@@ -71,16 +74,21 @@ class ApproxSync:
         return best
 
     def _try_match(self) -> tuple[int, dict[str, Any]] | None:
-        # Newest colour first: under load we want the freshest frame, not the backlog.
-        for stamp, color in reversed(self._buf["color"]):
+        # Oldest complete frame first: callbacks of different topics run in any order, so a
+        # newer frame can complete before an older one; the queue behind the sync is what
+        # keeps only the newest frames under load.
+        for stamp, color in self._buf["color"]:
             depth = self._nearest("depth", stamp)
             info = self._nearest("info", stamp)
             if depth is None or info is None:
                 continue
             cut = max(stamp, depth[0], info[0])
-            for b in self._buf.values():
+            for name, b in self._buf.items():
                 while b and b[0][0] <= cut:
                     b.popleft()
+                    if name == "color":
+                        self.skipped += 1
+            self.skipped -= 1  # the matched colour message itself
             self._last_emitted = stamp
             self.matched += 1
             return stamp, {"color": color, "depth": depth[1], "info": info[1]}

@@ -191,22 +191,21 @@ class SegmentationWorker:
             self.tracker.reset()
 
     def _loop(self) -> None:
+        # Short waits instead of one long one: a new ``period`` (a run-time parameter) takes
+        # effect within 0.2 s, and stop() is honoured as quickly.
         while not self._stop.is_set():
-            if self.period > 0:
-                wait = max(0.0, self._last_start + self.period - time.monotonic())
-                self._wake.wait(timeout=wait)
-            else:
-                self._wake.wait(timeout=0.5)
-                if not self._wake.is_set():
-                    continue
+            requested = self._wake.wait(timeout=0.2)
             if self._stop.is_set():
                 break
+            due = self.period > 0 and time.monotonic() >= self._last_start + self.period
+            if not (requested or due):
+                continue
             self._wake.clear()
             self._last_start = time.monotonic()
             self._busy.set()
             try:
                 self.run_once()
-            except Exception as exc:
+            except Exception as exc:  # a failed run must not kill the worker
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("segmentation run failed: %s", exc)

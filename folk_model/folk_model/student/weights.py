@@ -170,3 +170,21 @@ def load_weights(
         raise WeightsError(f"{p}: tensors do not fit the student architecture ({exc})") from exc
     cfg.device = str(device)
     return StudentSegmenter(model, cfg, device=device), manifest
+
+
+def update_manifest(src: str | Path, dst: str | Path | None = None,
+                    **fields: Any) -> dict[str, Any]:
+    """Copy weights ``src`` to ``dst`` (default: in place) with manifest keys replaced by
+    ``fields`` (e.g. ``metrics={...}``); writes the .pt and its .json; returns the manifest."""
+    p = Path(src)
+    out = Path(dst) if dst is not None else p
+    blob = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise WeightsError(f"{p} is not a folk student weights file")
+    blob["manifest"].update(fields)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(out)
+    manifest_path(out).write_text(json.dumps(blob["manifest"], indent=2) + "\n")
+    return blob["manifest"]

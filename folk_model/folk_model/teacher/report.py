@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -137,7 +138,8 @@ def bench_baseline(
         scenes = list_scenes(data_root, None)
     scenes = scenes[: n + 1]
     clf = TeacherClassifier(encoder, cfg, classes)
-    runs = []
+    runs: list[dict[str, float]] = []
+    counts: list[tuple[int, int]] = []  # (instances, crops) per timed scene
     for i, sdir in enumerate(scenes):
         t0 = time.perf_counter()
         scene = load_scene(sdir)
@@ -148,12 +150,11 @@ def bench_baseline(
         rec = dict(out.timings)
         rec["load_scene"] = t_load
         rec["total_with_load"] = rec["total"] + t_load
-        rec["instances"] = len(out.labels)
-        rec["crops"] = out.teacher.counts.get("crops", 0)
+        counts.append((len(out.labels), out.teacher.counts.get("crops", 0)))
         runs.append(rec)
     if not runs:
         return {"scenes": 0}
-    keys = [k for k in runs[0] if k not in ("instances", "crops")]
+    keys = list(runs[0])
     mean = {k: float(np.mean([r[k] for r in runs])) for k in keys}
     stages = [k for k in keys if k not in ("total", "total_with_load", "load_scene")]
     return {
@@ -163,8 +164,8 @@ def bench_baseline(
         "seconds_load_scene": mean["load_scene"],
         "seconds_per_stage": {k: mean[k] for k in stages},
         "share_per_stage": {k: mean[k] / max(mean["total"], 1e-12) for k in stages},
-        "instances_per_scene": float(np.mean([r["instances"] for r in runs])),
-        "crops_per_scene": float(np.mean([r["crops"] for r in runs])),
+        "instances_per_scene": float(np.mean([c[0] for c in counts])),
+        "crops_per_scene": float(np.mean([c[1] for c in counts])),
         "text_seconds_vocabulary": clf.text_seconds,
     }
 
@@ -236,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs/results", help="folder for teacher.json/.md")
     ap.add_argument("--bench-scenes", type=int, default=5, help="val scenes timed (0 = skip)")
     ap.add_argument("--templates", nargs="+", default=["{}", "a photo of a {}", "a {} in a room"])
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     args = ap.parse_args(argv)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     data, tdir, out = Path(args.data), Path(args.teacher), Path(args.out)
     import yaml
@@ -250,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     encoder = create_vl_encoder(vl_cfg)
     res: dict[str, Any] = {
         "encoder": encoder.info(), "vl": to_dict(vl_cfg), "teacher": to_dict(t_cfg),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch CPU, "
-                   f"{__import__('os').cpu_count()} cores (shared)",
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores shared with other jobs "
+                   f"(load average {os.getloadavg()[0]:.1f} at start), torch threads "
+                   f"{args.threads or 'default'}",
         "command": "python -m folk_model.teacher.report " + " ".join(argv or sys.argv[1:]),
     }
     res["zero_shot"] = zero_shot(tdir, data, encoder, args.templates)

@@ -1,0 +1,51 @@
+"""A stand-in for tf2_ros (not installable from PyPI) to test the node's TF code path.
+
+Implements only what folk_node uses, with the real signatures: ``Buffer()``,
+``Buffer.lookup_transform(target, source, time, timeout)`` returning a
+geometry_msgs/TransformStamped of ``source`` in ``target``, and
+``TransformListener(buffer, node)``. Transforms come from geometry_msgs/TransformStamped
+messages on /tf_fake (tf2_msgs is not installable either).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from geometry_msgs.msg import TransformStamped
+
+
+class LookupException(Exception):  # noqa: N818 - tf2_ros's name
+    pass
+
+
+class Buffer:
+    def __init__(self) -> None:
+        self._tf: dict[tuple[str, str], list[tuple[int, TransformStamped]]] = {}
+        self._cond = threading.Condition()
+
+    def set_transform(self, tf: TransformStamped) -> None:
+        stamp = tf.header.stamp.sec * 1_000_000_000 + tf.header.stamp.nanosec
+        with self._cond:
+            self._tf.setdefault((tf.header.frame_id, tf.child_frame_id), []).append((stamp, tf))
+            self._cond.notify_all()
+
+    def lookup_transform(self, target, source, time, timeout=None):
+        want = time.nanoseconds
+        wait = timeout.nanoseconds * 1e-9 if timeout is not None else 0.0
+
+        def ready() -> bool:
+            return any(s >= want for s, _ in self._tf.get((target, source), []))
+
+        with self._cond:
+            self._cond.wait_for(ready, timeout=wait)
+            near = [(abs(s - want), tf) for s, tf in self._tf.get((target, source), [])]
+            near = [n for n in near if n[0] <= 50_000_000]
+            if not near:
+                raise LookupException(f"no transform {target} <- {source} at {want}")
+            return min(near, key=lambda n: n[0])[1]
+
+
+class TransformListener:
+    def __init__(self, buffer: Buffer, node, spin_thread: bool = False) -> None:
+        self.buffer = buffer
+        node.create_subscription(TransformStamped, "/tf_fake", buffer.set_transform, 100)
