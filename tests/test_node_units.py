@@ -163,7 +163,7 @@ def test_worker_period_changes_take_effect_quickly():
     calls = []
 
     class _Seg:
-        instances: list = []
+        instances = ()
 
     w = SegmentationWorker(lambda: (snap, 1), lambda p, c: calls.append(1) or _Seg(),
                            lambda r: None, period=3600.0, dim=4)

@@ -161,7 +161,7 @@ class SegmentationWorker:
         self.failures = 0
         self.skipped_empty = 0
         self.last_error = ""
-        self._last_start = 0.0
+        self._last_start = float("-inf")  # the first periodic run is due at once
         self._thread = threading.Thread(target=self._loop, name="folk_segmentation", daemon=True)
 
     def start(self) -> None:

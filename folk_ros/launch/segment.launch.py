@@ -4,18 +4,59 @@
         color_topic:=/camera/color/image_raw depth_topic:=/camera/aligned_depth_to_color/image_raw \
         camera_info_topic:=/camera/color/camera_info fixed_frame:=map
 
-Parameters come from ``config`` (default: this package's config/segment.yaml); the
-arguments below override it. Topic arguments remap the node's relative input names.
+Parameters come from ``config`` (default: this package's config/segment.yaml); weights,
+device, fixed_frame and pose_source override it only when given (non-empty). Topic
+arguments remap the node's relative input names.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
+
+# Arguments that override the parameter file only when given (empty = keep the file's value).
+OVERRIDES = {
+    "weights": "student weights .pt (empty: the config file's value; there \"\" means the "
+               "demo weights shipped in folk_model)",
+    "device": "torch device: cpu, cuda, cuda:1",
+    "fixed_frame": "frame of the map and all outputs (default map)",
+    "pose_source": "camera pose from tf, pose (PoseStamped topic), odometry or auto",
+}
+TOPICS = {
+    "color_topic": ("color/image", "/camera/color/image_raw", "colour image (rgb8 or bgr8)"),
+    "depth_topic": ("depth/image", "/camera/aligned_depth_to_color/image_raw",
+                    "depth registered to colour (16UC1 mm or 32FC1 m)"),
+    "camera_info_topic": ("color/camera_info", "/camera/color/camera_info",
+                          "camera_info of the colour camera"),
+    "pose_topic": ("pose", "/camera/pose",
+                   "PoseStamped of the colour optical frame (pose_source:=pose)"),
+    "odom_topic": ("odom", "/odom", "Odometry of the colour optical frame "
+                   "(pose_source:=odometry)"),
+}
+
+
+def _node(context: LaunchContext, *args: object, **kwargs: object) -> list[Node]:
+    """The node, with only the override arguments that were given (OpaqueFunction)."""
+    overrides = {}
+    for name in OVERRIDES:
+        value = LaunchConfiguration(name).perform(context)
+        if value:
+            overrides[name] = value
+    return [
+        Node(
+            package="folk_ros",
+            executable="folk_node",
+            name="folk_node",
+            namespace=LaunchConfiguration("namespace"),
+            output="screen",
+            parameters=[LaunchConfiguration("config"), overrides],
+            remappings=[(inner, LaunchConfiguration(arg)) for arg, (inner, _, _) in
+                        TOPICS.items()],
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -24,53 +65,10 @@ def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("config", default_value=default_config,
                               description="parameter file (see config/segment.yaml)"),
-        DeclareLaunchArgument("weights", default_value="",
-                              description="student weights .pt; empty = the demo weights "
-                                          "shipped in folk_model"),
-        DeclareLaunchArgument("device", default_value="cpu",
-                              description="torch device: cpu, cuda, cuda:1"),
-        DeclareLaunchArgument("fixed_frame", default_value="map",
-                              description="frame of the map and all outputs"),
-        DeclareLaunchArgument("pose_source", default_value="tf",
-                              description="camera pose from tf, pose (PoseStamped topic), "
-                                          "odometry (Odometry topic) or auto"),
-        DeclareLaunchArgument("color_topic", default_value="/camera/color/image_raw",
-                              description="colour image (rgb8 or bgr8)"),
-        DeclareLaunchArgument("depth_topic",
-                              default_value="/camera/aligned_depth_to_color/image_raw",
-                              description="depth registered to colour (16UC1 mm or 32FC1 m)"),
-        DeclareLaunchArgument("camera_info_topic", default_value="/camera/color/camera_info",
-                              description="camera_info of the colour camera"),
-        DeclareLaunchArgument("pose_topic", default_value="/camera/pose",
-                              description="PoseStamped of the colour optical frame "
-                                          "(pose_source:=pose)"),
-        DeclareLaunchArgument("odom_topic", default_value="/odom",
-                              description="Odometry of the colour optical frame "
-                                          "(pose_source:=odometry)"),
-        DeclareLaunchArgument("namespace", default_value="",
-                              description="node namespace"),
+        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
     ]
-    node = Node(
-        package="folk_ros",
-        executable="folk_node",
-        name="folk_node",
-        namespace=LaunchConfiguration("namespace"),
-        output="screen",
-        parameters=[
-            LaunchConfiguration("config"),
-            {
-                "weights": ParameterValue(LaunchConfiguration("weights"), value_type=str),
-                "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
-                "fixed_frame": ParameterValue(LaunchConfiguration("fixed_frame"), value_type=str),
-                "pose_source": ParameterValue(LaunchConfiguration("pose_source"), value_type=str),
-            },
-        ],
-        remappings=[
-            ("color/image", LaunchConfiguration("color_topic")),
-            ("depth/image", LaunchConfiguration("depth_topic")),
-            ("color/camera_info", LaunchConfiguration("camera_info_topic")),
-            ("pose", LaunchConfiguration("pose_topic")),
-            ("odom", LaunchConfiguration("odom_topic")),
-        ],
-    )
-    return LaunchDescription([*args, node])
+    args += [DeclareLaunchArgument(n, default_value="", description=d)
+             for n, d in OVERRIDES.items()]
+    args += [DeclareLaunchArgument(n, default_value=default, description=d)
+             for n, (_, default, d) in TOPICS.items()]
+    return LaunchDescription([*args, OpaqueFunction(function=_node)])
