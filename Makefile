@@ -29,16 +29,16 @@ demo:  ## node + scene player over DDS on the embedded demo weights; prints and 
 
 data:  ## synthetic ScanNet-layout dataset into data/synth (train + val)
 	$(VENV)/bin/folk-synth --out data/synth --scenes 24 --seed 0 --split train --preview
-	$(VENV)/bin/folk-synth --out data/synth --scenes 8 --seed 1000 --split val --preview
+	$(VENV)/bin/folk-synth --out data/synth --scenes 8 --seed 1 --split val --preview
 
 teacher:  ## 2D teacher embeddings for every scene of data/synth
-	$(VENV)/bin/folk-teacher data/synth --out data/synth/teacher
+	$(VENV)/bin/folk-teacher data/synth --out data/synth/teacher --config folk_model/folk_model/configs/teacher_offline.yaml --picture
 
-train:  ## label-guided distillation of the student (config/train_demo.yaml)
-	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo.yaml
+train:  ## label-guided distillation of the student (the demo weights' recipe)
+	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline.yaml
 
 eval:  ## AP of student and teacher pipeline on the val scenes
-	$(VENV)/bin/folk-eval --data data/synth --weights folk_model/folk_model/weights/folk_demo_offline.pt --out out/eval
+	$(VENV)/bin/folk-eval --data-root data/synth --split val --weights folk_model/folk_model/weights/folk_demo_offline.pt --out out/eval
 
 bench:  ## benchmarks (print figures)
 	$(PY) bench/bench_student_vs_teacher.py

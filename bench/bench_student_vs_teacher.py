@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-scenes", type=int, default=0)
     ap.add_argument("--room-points", type=int, default=150_000)
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of the 150k room")
+    ap.add_argument("--scene-repeats", type=int, default=3,
+                    help="student seconds per scene: median of this many runs")
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--no-teacher", action="store_true")
     args = ap.parse_args(argv)
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         clf = TeacherClassifier(encoder, teacher_config(str(DEFAULT_TEACHER_CONFIG)), vocab,
                                 text_embeddings=text)
         encoder.encode_images([np.zeros((64, 64, 3), np.uint8)])  # load the image model now
-    run = evaluate_scenes(seg, scenes, vocab, text, novel, clf)
+    run = evaluate_scenes(seg, scenes, vocab, text, novel, clf, repeats=args.scene_repeats)
     s = run.summary()
     sec = s["seconds_per_scene"]
 
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()}, os.cpu_count {os.cpu_count()}")
     print(f"weights: {args.weights}; {len(scenes)} {args.split} scenes "
           f"(mean {mean_pts:.0f} points); novel classes: {', '.join(novel)}")
-    print(f"student  seconds/scene: {sec['student_total']:.3f}  (segment "
+    print(f"student  seconds/scene: {sec['student_total']:.3f}  (median of "
+          f"{args.scene_repeats} runs per scene; segment "
           f"{sec['student_segment']:.3f}, label {sec['student_label']:.4f})")
     if clf is not None:
         print(f"teacher  seconds/scene: {sec['teacher_total']:.3f}  (same proposals "

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated novel classes (default: the weights' manifest, "
                          "else classes.json 'novel')")
     ap.add_argument("--min-region-size", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="time the student as the median of this many runs per scene")
     ap.add_argument("--teacher-config", default=str(DEFAULT_TEACHER_CONFIG),
                     help="YAML with a 'teacher:' section (the settings the teacher targets "
                          "were made with)")
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
         clf = TeacherClassifier(encoder, teacher_config(args.teacher_config), vocab,
                                 text_embeddings=text)
-    run = evaluate_scenes(segmenter, scenes, vocab, text, novel, clf, args.min_region_size)
+    run = evaluate_scenes(segmenter, scenes, vocab, text, novel, clf, args.min_region_size,
+                          repeats=args.repeats)
     summary = run.summary()
     summary.update({"weights": str(args.weights), "encoder": encoder.info(),
                     "vocabulary": vocab, "novel": novel, "split": args.split,
