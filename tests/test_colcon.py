@@ -27,6 +27,10 @@ def test_plain_colcon_build_builds_both_ros_packages(tmp_path: Path):
 
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    # What `source /opt/ros/<distro>/setup.bash` does on a robot: here the ROS "install" is the
+    # venv prefix that holds the PyPI wheels.
+    env["AMENT_PREFIX_PATH"] = sys.prefix
+    env["CMAKE_PREFIX_PATH"] = sys.prefix
     listing = subprocess.run([str(COLCON), "list", "--names-only"], cwd=ws, env=env,
                              capture_output=True, text=True, check=True).stdout.split()
     # folk_model is a pip package (COLCON_IGNORE): colcon must see exactly the two ROS packages.
