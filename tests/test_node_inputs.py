@@ -1,7 +1,9 @@
 """Bad inputs over real DDS: each is counted with a clear reason and the node keeps running.
 
 The test process publishes the camera topics itself (another process than the node), one
-malformed message kind at a time, then a good frame that must still be fused.
+malformed message kind at a time, then a good frame that must still be fused. The node runs its
+real backend (demo weights, offline text encoder); these inputs never reach the student
+(segment_period 0), so the frames are the analytic three-box scene of helpers/ros_scene.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from helpers.node_harness import Client, fake_env, start_node, stop  # noqa: E402
+from helpers.node_harness import Client, start_node, stop  # noqa: E402
 from helpers.ros_scene import look_at, render  # noqa: E402
 from rclpy.time import Time  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -79,7 +81,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory):
         "pose_source": "pose", "segment_period": 0.0, "vocabulary": ["red", "green"],
         "min_points": 50, "keyframe_translation": 0.0, "keyframe_rotation_deg": 0.0,
         "pose_timeout": 0.2, "max_labels": 50, "diagnostics_period": 0.2}
-    proc = start_node(params, env=fake_env(), log=log, name="folk_inputs_node")
+    proc = start_node(params, log=log, name="folk_inputs_node")
     client = Client("folk_inputs_node")
     assert client.wait_up(), log.read_text()
     cam = Camera(client)

@@ -7,6 +7,7 @@ cannot be run in this environment).
 
 from __future__ import annotations
 
+import json
 import py_compile
 import subprocess
 import sys
@@ -16,7 +17,6 @@ import pytest
 import yaml
 
 rclpy = pytest.importorskip("rclpy")
-from helpers.node_harness import fake_env  # noqa: E402
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,19 +37,39 @@ def test_missing_weights_file_exits_with_what_to_fix(tmp_path: Path):
     assert "weights" in err
 
 
-def test_weights_for_another_encoder_exit_with_what_to_fix(tmp_path: Path):
-    torch = pytest.importorskip("torch")
-    del torch
-    from folk_model.config import StudentConfig
-    from folk_model.student.model import FolkStudent
-    from folk_model.student.weights import save_weights
+DEMO_ENCODER = {"backend": "offline", "model": "tf_efficientnet_lite0+all-MiniLM-L6-v2",
+                "dim": 384, "top_t": 10}
+
+
+@pytest.mark.parametrize(
+    "encoder, needle",
+    [
+        ({"backend": "open_clip", "model": "ViT-B-16/openai", "dim": 512}, "backend"),
+        ({**DEMO_ENCODER, "dim": 512}, "dim: weights 512 vs encoder 384"),
+    ],
+    ids=["other_backend", "other_dim"],
+)
+def test_weights_for_another_encoder_exit_with_what_to_fix(tmp_path: Path, encoder, needle):
+    """The demo weights copied with a manifest that names another encoder."""
+    pytest.importorskip("torch")
+    from folk_model.student.weights import update_manifest
+    from folk_ros.backend import default_weights
 
     path = tmp_path / "other.pt"
-    net = FolkStudent(StudentConfig(channels=(8, 8), embed_dim=16, head_hidden=8))
-    save_weights(path, net, {"backend": "open_clip", "model": "ViT-B-16/openai", "dim": 16})
+    update_manifest(default_weights(), path, encoder=encoder)
+    assert json.loads(path.with_suffix(".json").read_text())["encoder"] == encoder
     proc = _run_node([f"weights:={path}", "pose_source:=pose"])
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "another VL text encoder" in proc.stderr and "vl_backend" in proc.stderr
+    err = proc.stderr
+    assert "another VL text encoder" in err and "vl_backend" in err, err[-2000:]
+    assert needle in err and "other.pt" in err, err[-2000:]
+
+
+def test_encoder_parameters_that_do_not_fit_the_weights_exit():
+    """The shipped demo weights with a vl_model they were not trained for."""
+    proc = _run_node(["vl_model:=tf_efficientnet_lite1", "pose_source:=pose"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "another VL text encoder" in proc.stderr and "tf_efficientnet_lite1" in proc.stderr
 
 
 def test_corrupt_weights_file_exits(tmp_path: Path):
@@ -69,7 +89,7 @@ def test_corrupt_weights_file_exits(tmp_path: Path):
     ],
 )
 def test_bad_start_up_parameters_exit_with_the_reason(params, needle):
-    proc = _run_node(["pose_source:=pose", *params], env=fake_env(), timeout=60)
+    proc = _run_node(["pose_source:=pose", *params], timeout=60)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert needle in proc.stderr and "invalid parameters" in proc.stderr
 
@@ -81,7 +101,7 @@ def test_tf_pose_source_without_tf2_ros_says_what_to_do():
         pass
     else:
         pytest.skip("tf2_ros is installed here")
-    proc = _run_node(["pose_source:=tf"], env=fake_env(), timeout=60)
+    proc = _run_node(["pose_source:=tf"], timeout=60)
     assert proc.returncode == 2 and "tf2_ros is not installed" in proc.stderr, proc.stderr
 
 

@@ -1,19 +1,20 @@
 """The TF pose source: the node looks the camera pose up at each image's stamp.
 
-tf2_ros is not installable here, so the node process gets a stand-in with tf2_ros's
-signatures (tests/helpers/fake_tf/tf2_ros.py); on a robot the real one is used.
+The one stand-in of the node tests: tf2_ros ships only with ROS 2 distributions (apt
+ros-<distro>-tf2-ros, a C++ extension built against rclcpp), not on PyPI, so it cannot be
+installed in this environment. The node process gets tests/helpers/fake_tf/tf2_ros.py instead,
+which has tf2_ros's signatures for the three names the node uses; on a robot the real one is
+imported. Everything else in the node is real (demo weights, offline text encoder, DDS).
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import TransformStamped  # noqa: E402
-from helpers.node_harness import HELPERS, Client, fake_env, start_node, stop  # noqa: E402
+from helpers.node_harness import Client, start_node, stop, tf_stand_in_env  # noqa: E402
 from helpers.ros_scene import look_at, render  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from rclpy.time import Time  # noqa: E402
@@ -28,8 +29,7 @@ K = np.array([[144.0, 0, 80], [0, 144.0, 60], [0, 0, 1]])
 
 
 def test_tf_pose_at_image_stamp(tmp_path):
-    env = fake_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(HELPERS / "fake_tf"), env["PYTHONPATH"]])
+    env = tf_stand_in_env()
     log = tmp_path / "node.log"
     proc = start_node({"pose_source": "auto", "fixed_frame": "odom", "segment_period": 0.0,
                        "keyframe_translation": 0.0, "keyframe_rotation_deg": 0.0,

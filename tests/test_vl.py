@@ -70,6 +70,13 @@ def test_offline_texts_unit_384_and_text_only_path(tmp_path):
                           "dim": 384, "top_t": 10}
 
 
+def test_offline_warm_up_loads_the_text_model_only(tmp_path):
+    enc = create_text_encoder(VLConfig(backend="offline", cache_dir=str(tmp_path)))
+    enc.warm_up()
+    assert enc._text_model is not None and enc._image_model is None
+    assert len(enc.cache) == 0 and enc.cache.misses == 0  # the warm-up text is not cached
+
+
 def test_offline_ranks_coffee(offline):
     from skimage import data
 

@@ -2,18 +2,11 @@
 
 Everything that can be wrong with the weights is turned into :class:`StartupError` with a
 message that says what to fix, so the node exits at start-up instead of failing later.
-
-Test seam: when the environment variable ``FOLK_ROS_BACKEND`` is ``module:function``, that
-function is called as ``function(weights, device)`` and must return ``Backend``-like
-(segmenter, encoder, manifest). The tests use it to run the node over DDS with a tiny
-deterministic model; it is not meant for deployment.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,11 +41,6 @@ def default_weights() -> Path:
 def load_backend(weights: str, device: str, vl_backend: str, vl_model: str,
                  template: str = "{}") -> Backend:
     """Build the text encoder, then load the student weights checked against it."""
-    seam = os.environ.get("FOLK_ROS_BACKEND", "")
-    if seam:
-        mod, _, fn = seam.partition(":")
-        seg, enc, manifest = getattr(importlib.import_module(mod), fn)(weights, device)
-        return Backend(seg, enc, manifest)
     if not weights:
         weights = str(default_weights())
         log.info("parameter 'weights' is empty: using the shipped demo weights %s", weights)

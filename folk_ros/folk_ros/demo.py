@@ -37,8 +37,9 @@ def _log(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-def _make_scene(out: Path, frames: int, width: int, height: int, seed: int) -> Path:
-    """A synthetic room from folk_model's generator (a few seconds per scene)."""
+def generate_room(out: Path, frames: int, width: int, height: int, seed: int) -> Path:
+    """A synthetic room from folk_model's generator in ``out/data`` (a few seconds; reused
+    when already there). The node tests use it too."""
     from folk_model.config import SynthConfig
     from folk_model.data.synth.generate import generate_scene
 
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    scene = Path(args.scene) if args.scene else _make_scene(out, args.frames, args.width,
+    scene = Path(args.scene) if args.scene else generate_room(out, args.frames, args.width,
                                                             args.height, args.seed)
     weights = _weights(args.weights)
     _log(f"scene {scene}; weights {weights}; ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}")

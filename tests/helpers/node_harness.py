@@ -1,5 +1,6 @@
 """Start folk_node / folk_player as separate processes and talk to them over real DDS.
 
+The node runs its real backend: the shipped demo weights and the offline text encoder.
 Every process inherits the session's ROS_DOMAIN_ID (set in conftest.py), so parallel test
 runs never cross-talk.
 """
@@ -29,12 +30,14 @@ HELPERS = Path(__file__).resolve().parent
 ROOT = HELPERS.parents[1]
 
 
-def fake_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for a node that uses the tiny fake model (tests/helpers/fake_backend.py)."""
+def tf_stand_in_env() -> dict[str, str]:
+    """Environment whose ``import tf2_ros`` finds tests/helpers/fake_tf/tf2_ros.py.
+
+    tf2_ros ships only with ROS 2 distributions (apt), not on PyPI, so it cannot be installed
+    here; the stand-in gives the node's TF code path something with tf2_ros's signatures.
+    """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HELPERS), env.get("PYTHONPATH", "")])
-    env["FOLK_ROS_BACKEND"] = "fake_backend:load"
-    env.update(extra or {})
+    env["PYTHONPATH"] = os.pathsep.join([str(HELPERS / "fake_tf"), env.get("PYTHONPATH", "")])
     return env
 
 

@@ -35,6 +35,14 @@ class VLEncoder(ABC):
     def encode_texts(self, texts: Sequence[str], template: str | None = None) -> np.ndarray:
         """Encode texts, each put through ``template`` ("{}" = the text), to float32 [M, D]."""
 
+    def warm_up(self) -> None:
+        """Load the text model and encode one short text, so the first real call is fast.
+
+        Bypasses the text cache (a cached vocabulary would otherwise leave the model unloaded
+        until the first new word). The default does nothing; backends override it.
+        """
+        return None
+
     def info(self) -> dict[str, object]:
         """What identifies this encoder's space: written into every artefact."""
         return {"backend": self.backend, "model": self.model, "dim": int(self.dim)}

@@ -137,6 +137,12 @@ class OfflineConSEEncoder(VLEncoder):
         )
         return normalize(np.asarray(vecs, np.float32))
 
+    def warm_up(self) -> None:
+        """Load the text model and encode one short text (not cached): the first call of
+        ``encode_texts`` with new words is then fast. The image side stays unloaded."""
+        with self._lock:
+            self._encode_raw(["chair"])
+
     def encode_texts(self, texts: Sequence[str], template: str | None = None) -> np.ndarray:
         """Texts -> float32 [M, 384] unit vectors (MiniLM), through the cache."""
         tpl = self.template if template is None else template

@@ -128,6 +128,12 @@ class OpenClipEncoder(VLEncoder):
                 out.append(net.encode_text(tok).float().cpu().numpy())
         return normalize(np.concatenate(out))
 
+    def warm_up(self) -> None:
+        """Load the text model and encode one short text (not cached): the first call of
+        ``encode_texts`` with new words is then fast. The image side stays unloaded."""
+        with self._lock:
+            self._encode_raw(["chair"])
+
     def encode_texts(self, texts: Sequence[str], template: str | None = None) -> np.ndarray:
         """Texts -> float32 [M, D] unit vectors, through the cache."""
         tpl = self.template if template is None else template

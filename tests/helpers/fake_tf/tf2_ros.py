@@ -1,10 +1,12 @@
-"""A stand-in for tf2_ros (not installable from PyPI) to test the node's TF code path.
+"""Stand-in for tf2_ros, used only by tests/test_node_tf.py (the node's TF pose source).
 
-Implements only what folk_node uses, with the real signatures: ``Buffer()``,
-``Buffer.lookup_transform(target, source, time, timeout)`` returning a
-geometry_msgs/TransformStamped of ``source`` in ``target``, and
-``TransformListener(buffer, node)``. Transforms come from geometry_msgs/TransformStamped
-messages on /tf_fake (tf2_msgs is not installable either).
+Why a stand-in: tf2_ros ships only with ROS 2 distributions (apt ros-<distro>-tf2-ros, a C++
+extension built against rclcpp), not on PyPI, so it cannot be installed here; nor can tf2_msgs.
+On a robot the node imports the real tf2_ros. Kept minimal: only what folk_node uses, with the
+real signatures: ``Buffer()``, ``Buffer.lookup_transform(target, source, time, timeout)``
+returning a geometry_msgs/TransformStamped of ``source`` in ``target`` (nearest stamp within
+50 ms, waiting up to ``timeout``), ``LookupException`` and ``TransformListener(buffer, node)``.
+Transforms arrive as geometry_msgs/TransformStamped on /tf_fake (no tf2_msgs/TFMessage).
 """
 
 from __future__ import annotations
