@@ -63,16 +63,16 @@ def bench_fusion(scene: Path) -> None:
 
 
 def bench_load(scene: Path, seconds: float) -> None:
-    from helpers.node_harness import Client, fake_env, start_node, start_player, stop
+    from helpers.node_harness import Client, start_node, start_player, stop
 
     max_voxels = 200_000
-    print(f"\n[load] 30 Hz into folk_node over DDS (reliable QoS) for {seconds:.0f} s (fake model, "
-          f"segment every 2 s, max_voxels={max_voxels})")
+    print(f"\n[load] 30 Hz into folk_node over DDS (reliable QoS) for {seconds:.0f} s (demo "
+          f"weights, segment every 2 s, max_voxels={max_voxels})")
     log = Path("/tmp/folk_bench_load.log")
     node = start_node({"pose_source": "pose", "segment_period": 2.0, "min_points": 100,
                        "max_voxels": max_voxels, "diagnostics_period": 1.0,
                        "input_reliability": "reliable"},
-                      env=fake_env({"FOLK_FAKE_DELAY": "0.5"}), log=log, name="folk_bench")
+                      log=log, name="folk_bench")
     cli = Client("folk_bench")
     try:
         assert cli.wait_up(120), log.read_text()

@@ -67,19 +67,3 @@ def synth_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_dataset_files(root, "train", [path.name])
     return path
 
-
-# Node tests: a room with real furniture, so that the real student finds instances in it.
-ROOM_FRAMES, ROOM_WIDTH, ROOM_HEIGHT, ROOM_SEED = 20, 320, 240, 1000
-
-
-@pytest.fixture(scope="session")
-def room_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A synthetic room for the node tests, made as ``make demo`` makes its room.
-
-    320x240, 20 frames (the tiny 160x120 scene gives the demo student too few points per
-    object); generated once per session in a few seconds.
-    """
-    from folk_ros.demo import generate_room
-
-    return generate_room(tmp_path_factory.mktemp("room"), ROOM_FRAMES, ROOM_WIDTH, ROOM_HEIGHT,
-                         ROOM_SEED)

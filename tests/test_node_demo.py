@@ -2,8 +2,8 @@
 
 node + player as processes over DDS, instances printed, vocabulary changed and relabelled
 without a network run, PNG written. Runs the shipped demo weights (the default of
-``folk_ros.demo``) on the session's synthetic room (conftest.py's ``room_scene``, made by the
-demo's own generate_room), replayed from a rosbag2.
+``folk_ros.demo``) on the session's synthetic room (conftest.py's ``synth_scene``, from the
+same generator the demo uses), replayed from a rosbag2.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_end_to_end(tmp_path: Path, room_scene: Path):
+def test_demo_end_to_end(tmp_path: Path, synth_scene: Path):
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "folk_ros.demo", "--out", str(out), "--scene", str(room_scene),
+        [sys.executable, "-m", "folk_ros.demo", "--out", str(out), "--scene", str(synth_scene),
          "--via-bag"],
         capture_output=True, text=True, timeout=400, cwd=ROOT,
     )

@@ -1,10 +1,10 @@
 """The node's main flow over real DDS: player -> node -> instances, markers, cloud; services.
 
 The node runs in its own process with its real backend (the shipped demo weights and the
-offline text encoder) on a synthetic room with furniture (conftest.py's ``room_scene``, made
-as ``make demo`` makes its room). Labels are not checked for being right, only for coming from
-the active vocabulary through the published embeddings; the student's accuracy is tested in
-folk_model's tests.
+offline text encoder) on a synthetic room with furniture: conftest.py's ``synth_scene``
+(160x120, 10 frames, 7 objects; the demo student finds them all at this size). Labels are not
+checked for being right, only for coming from the active vocabulary through the published
+embeddings; the student's accuracy is tested in folk_model's tests.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def text_encoder():
 
 
 @pytest.fixture(scope="module")
-def node(room_scene: Path, tmp_path_factory: pytest.TempPathFactory):
+def node(synth_scene: Path, tmp_path_factory: pytest.TempPathFactory):
     """One node for the module, fed the room's frames (three passes, then the player stops:
     the map is static for the tests)."""
     log = tmp_path_factory.mktemp("log") / "node.log"
@@ -53,8 +53,8 @@ def node(room_scene: Path, tmp_path_factory: pytest.TempPathFactory):
     try:
         assert client.wait_up(), log.read_text()
         # Looped: a frame lost on a busy machine (or before discovery) comes round again.
-        player = start_player(["--scene", str(room_scene), "--rate", "10", "--loop",
-                               "--duration", "6", "--start-delay", "1", "--reliable",
+        player = start_player(["--scene", str(synth_scene), "--rate", "10", "--loop",
+                               "--duration", "3", "--start-delay", "10", "--reliable",
                                # The other encodings (rgb8, 16UC1) go through the bag test.
                                "--color-encoding", "bgr8", "--depth-encoding", "32FC1"])
         assert client.spin_until(lambda: player.poll() is not None, 60.0), "player hangs"
@@ -225,21 +225,21 @@ def test_reset_clears_map_and_deletes_markers(node):
     assert proc.poll() is None
 
 
-def test_rosbag2_replay_feeds_the_node(room_scene: Path, tmp_path: Path):
+def test_rosbag2_replay_feeds_the_node(synth_scene: Path, tmp_path: Path):
     bag = tmp_path / "bag"
-    subprocess.run([sys.executable, "-m", "folk_ros.player", "--scene", str(room_scene),
+    subprocess.run([sys.executable, "-m", "folk_ros.player", "--scene", str(synth_scene),
                     "--write-bag", str(bag), "--rate", "10"], check=True, timeout=60)
     assert (bag / "metadata.yaml").is_file()
     log = tmp_path / "node.log"
-    # Reliable QoS: a 20-frame bag has no frames to spare on a busy machine.
+    # Reliable QoS: a 10-frame bag has no frames to spare on a busy machine.
     proc = start_node({**PARAMS, "segment_period": 1.0, "publish_embeddings": False},
                       log=log, name="folk_bag_node")
     client = Client("folk_bag_node")
     # The bag is short: start it only once the node is up (its diagnostics arrive).
     try:
         assert client.wait_up(), log.read_text()
-        # Slowed down and started late: frames sent before discovery completes are lost.
-        player = start_player(["--bag", str(bag), "--start-delay", "2", "--speed", "0.5",
+        # Up to 10 s for discovery (frames sent before it completes are lost), slowed down.
+        player = start_player(["--bag", str(bag), "--start-delay", "10", "--speed", "0.5",
                                "--reliable"])
         assert client.spin_until(lambda: player.poll() is not None, 60.0), "player hangs"
         assert player.returncode == 0
@@ -251,7 +251,7 @@ def test_rosbag2_replay_feeds_the_node(room_scene: Path, tmp_path: Path):
         assert len(msg.instances) >= 3, [(i.id, i.label) for i in msg.instances]
         assert {i.label for i in msg.instances} <= set(FIRST_VOCABULARY)
         d = client.diag_values()
-        assert int(d["frames_received"]) >= 10, d  # rgb8 + 16UC1 from the bag, decoded
+        assert int(d["frames_received"]) >= 8, d  # rgb8 + 16UC1 from the bag, decoded
         assert int(d["segment_failures"]) == 0, d
     finally:
         client.close()

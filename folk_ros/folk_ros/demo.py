@@ -39,7 +39,7 @@ def _log(msg: str) -> None:
 
 def generate_room(out: Path, frames: int, width: int, height: int, seed: int) -> Path:
     """A synthetic room from folk_model's generator in ``out/data`` (a few seconds; reused
-    when already there). The node tests use it too."""
+    when already there)."""
     from folk_model.config import SynthConfig
     from folk_model.data.synth.generate import generate_scene
 

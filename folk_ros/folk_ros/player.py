@@ -153,6 +153,16 @@ def _qos(args: argparse.Namespace) -> object:
     return qos_profile_sensor_data
 
 
+def _wait_for_subscribers(pubs: list, timeout: float) -> None:
+    """Wait until every publisher has a subscriber, at most ``timeout`` s; then 0.5 s more
+    (within the timeout) for the subscribers to match back. Frames sent before discovery
+    completes are lost even with reliable QoS."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(p.get_subscription_count() for p in pubs):
+        time.sleep(0.05)
+    time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
 def play_bag(node: object, bag: Path, args: argparse.Namespace) -> int:
     """Replay a rosbag2 folder: raw CDR bytes, recorded timing / ``--speed``."""
     from rosbags.rosbag2 import Reader
@@ -162,7 +172,7 @@ def play_bag(node: object, bag: Path, args: argparse.Namespace) -> int:
         for c in reader.connections:
             topic = args.prefix + c.topic.lstrip("/") if args.prefix else c.topic
             pubs[c.id] = node.create_publisher(_msg_class(c.msgtype), topic, _qos(args))
-        time.sleep(args.start_delay)
+        _wait_for_subscribers(list(pubs.values()), args.start_delay)
         n = 0
         while True:
             start_wall, start_bag = time.monotonic(), None
@@ -193,7 +203,7 @@ def play_scene(node: object, scene: Path, args: argparse.Namespace) -> int:
     pp = node.create_publisher(PoseStamped, p + "pose", qos)
     node.get_logger().info(f"{len(frames)} frames of {scene} at {args.rate} Hz "
                            f"({frames[0].color.shape[1]}x{frames[0].color.shape[0]})")
-    time.sleep(args.start_delay)
+    _wait_for_subscribers([pc, pd, pi, pp], args.start_delay)
     period = 1.0 / args.rate
     t_next = time.monotonic()
     sent = 0
@@ -240,7 +250,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--reliable", action="store_true",
                     help="publish with reliable QoS instead of sensor-data best effort")
     ap.add_argument("--start-delay", type=float, default=1.0,
-                    help="seconds to wait for subscribers before publishing")
+                    help="at most this many seconds to wait for subscribers on every topic "
+                    "before publishing")
     ns, _ = ap.parse_known_args(argv)  # ROS adds --ros-args ...
     if ns.rate <= 0 or ns.speed <= 0:
         ap.error("--rate and --speed must be > 0")
