@@ -233,14 +233,15 @@ def test_rosbag2_replay_feeds_the_node(synth_scene: Path, tmp_path: Path):
     log = tmp_path / "node.log"
     # Reliable QoS: a 10-frame bag has no frames to spare on a busy machine.
     proc = start_node({**PARAMS, "segment_period": 1.0, "publish_embeddings": False},
-                      log=log, name="folk_bag_node")
+                      log=log, name="folk_bag_node", input_prefix="bag/")
     client = Client("folk_bag_node")
     # The bag is short: start it only once the node is up (its diagnostics arrive).
     try:
         assert client.wait_up(), log.read_text()
         # Up to 10 s for discovery (frames sent before it completes are lost), slowed down.
+        # Own topics (bag/...): the module's shared node must not count as the subscriber.
         player = start_player(["--bag", str(bag), "--start-delay", "10", "--speed", "0.5",
-                               "--reliable"])
+                               "--reliable", "--prefix", "bag/"])
         assert client.spin_until(lambda: player.poll() is not None, 60.0), "player hangs"
         assert player.returncode == 0
         n_done = len(client.instances)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+
 from folk_msgs.msg import InstanceArray  # noqa: E402
 from folk_msgs.srv import SetVocabulary  # noqa: E402
 
@@ -29,22 +31,26 @@ def peer():
         proc.kill()
 
 
-def _spin_until(node, pred, timeout: float) -> bool:
+def _spin_until(executor, pred, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.1)
+        executor.spin_once(timeout_sec=0.1)
         if pred():
             return True
     return False
 
 
 def test_instance_array_and_set_vocabulary_between_processes(peer, ros_domain_id):
-    rclpy.init()
+    # An own context: other tests in this process may hold the default one.
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
     try:
-        node = rclpy.create_node("folk_test_client")
+        node = rclpy.create_node("folk_test_client", context=ctx)
+        executor = SingleThreadedExecutor(context=ctx)
+        executor.add_node(node)
         got: list[InstanceArray] = []
         node.create_subscription(InstanceArray, "/folk_test/instances", got.append, 10)
-        assert _spin_until(node, lambda: bool(got), 30.0), (
+        assert _spin_until(executor, lambda: bool(got), 30.0), (
             f"no InstanceArray from the peer process on domain {ros_domain_id}"
         )
         msg = got[-1]
@@ -60,7 +66,7 @@ def test_instance_array_and_set_vocabulary_between_processes(peer, ros_domain_id
 
         def call(labels: list[str]) -> SetVocabulary.Response:
             fut = client.call_async(SetVocabulary.Request(labels=labels))
-            assert _spin_until(node, fut.done, 20.0)
+            assert _spin_until(executor, fut.done, 20.0)
             return fut.result()
 
         res = call([" sofa ", "lamp"])
@@ -71,7 +77,8 @@ def test_instance_array_and_set_vocabulary_between_processes(peer, ros_domain_id
 
         # The peer publishes with the new vocabulary: the change crossed back over DDS.
         got.clear()
-        assert _spin_until(node, lambda: any(m.vocabulary[0] == "sofa" for m in got), 20.0)
+        assert _spin_until(executor, lambda: any(m.vocabulary[0] == "sofa" for m in got), 20.0)
+        executor.shutdown()
         node.destroy_node()
     finally:
-        rclpy.try_shutdown()
+        rclpy.try_shutdown(context=ctx)

@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
             player_cmd = ["--scene", str(scene), "--rate", str(args.rate), "--reliable"]
         _log(f"starting folk_player: {' '.join(player_cmd)}")
         player = subprocess.Popen([sys.executable, "-m", "folk_ros.player", *player_cmd,
-                                   "--start-delay", "1.0"])
+                                   "--start-delay", "30.0"])
         while player.poll() is None:
             spin_until(lambda: False, 0.5)
         spin_until(lambda: False, 1.5)  # let the last frames fuse

@@ -154,13 +154,13 @@ def _qos(args: argparse.Namespace) -> object:
 
 
 def _wait_for_subscribers(pubs: list, timeout: float) -> None:
-    """Wait until every publisher has a subscriber, at most ``timeout`` s; then 0.5 s more
+    """Wait until every publisher has a subscriber, at most ``timeout`` s; then 1 s more
     (within the timeout) for the subscribers to match back. Frames sent before discovery
     completes are lost even with reliable QoS."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not all(p.get_subscription_count() for p in pubs):
         time.sleep(0.05)
-    time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def play_bag(node: object, bag: Path, args: argparse.Namespace) -> int:
@@ -249,7 +249,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--prefix", default="", help="topic prefix, e.g. 'camera/'")
     ap.add_argument("--reliable", action="store_true",
                     help="publish with reliable QoS instead of sensor-data best effort")
-    ap.add_argument("--start-delay", type=float, default=1.0,
+    ap.add_argument("--start-delay", type=float, default=10.0,
                     help="at most this many seconds to wait for subscribers on every topic "
                     "before publishing")
     ns, _ = ap.parse_known_args(argv)  # ROS adds --ros-args ...

@@ -50,9 +50,17 @@ def _param(k: str, v: Any) -> str:
 
 
 def start_node(params: dict[str, Any], env: dict[str, str] | None = None,
-               log: Path | None = None, name: str = "folk_node") -> subprocess.Popen:
-    """``python -m folk_ros.node --ros-args -p k:=v ...``; stdout+stderr to ``log``."""
+               log: Path | None = None, name: str = "folk_node",
+               input_prefix: str = "") -> subprocess.Popen:
+    """``python -m folk_ros.node --ros-args -p k:=v ...``; stdout+stderr to ``log``.
+
+    ``input_prefix`` remaps the node's inputs (``color/image`` -> ``<prefix>color/image``, ...)
+    so that a second node in the same test module never hears another test's player.
+    """
     cmd = [sys.executable, "-m", "folk_ros.node", "--ros-args", "-r", f"__node:={name}"]
+    if input_prefix:
+        for topic in ("color/image", "depth/image", "color/camera_info", "pose", "odom"):
+            cmd += ["-r", f"{topic}:={input_prefix}{topic}"]
     for k, v in params.items():
         cmd += ["-p", _param(k, v)]
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed by the OS
