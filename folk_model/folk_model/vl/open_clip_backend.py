@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from folk_model.labelling import normalize
-from folk_model.vl.base import VLEncoder
+from folk_model.vl.base import CachedTextEncoder
 from folk_model.vl.cache import TextCache
 from folk_model.vl.image_prep import to_tensor_batch
 
@@ -37,7 +37,7 @@ def model_embed_dim(model: str) -> int:
     return int(cfg["embed_dim"])
 
 
-class OpenClipEncoder(VLEncoder):
+class OpenClipEncoder(CachedTextEncoder):
     """An open_clip model as a ``VLEncoder``.
 
     Args:
@@ -127,19 +127,6 @@ class OpenClipEncoder(VLEncoder):
             with torch.inference_mode():
                 out.append(net.encode_text(tok).float().cpu().numpy())
         return normalize(np.concatenate(out))
-
-    def warm_up(self) -> None:
-        """Load the text model and encode one short text (not cached): the first call of
-        ``encode_texts`` with new words is then fast. The image side stays unloaded."""
-        with self._lock:
-            self._encode_raw(["chair"])
-
-    def encode_texts(self, texts: Sequence[str], template: str | None = None) -> np.ndarray:
-        """Texts -> float32 [M, D] unit vectors, through the cache."""
-        tpl = self.template if template is None else template
-        prompts = [tpl.replace("{}", t) if "{}" in tpl else f"{tpl} {t}" for t in texts]
-        with self._lock:
-            return self.cache.get_or_encode(prompts, self._encode_raw)
 
     def encode_images(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Crops (uint8 [H, W, 3], any size) -> float32 [N, D] unit vectors."""
