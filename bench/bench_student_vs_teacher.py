@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from folk_model.config import VLConfig
-    from folk_model.data.loader import load_scene
+    from folk_model.eval.cli import load_eval_scenes
     from folk_model.eval.evaluate import evaluate_scenes
     from folk_model.student import load_weights
-    from folk_model.train.data import read_classes, scene_dirs
+    from folk_model.train.data import read_classes
     from folk_model.vl import create_vl_encoder
 
     encoder = create_vl_encoder(VLConfig())
@@ -72,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     novel = list(manifest.get("training", {}).get("novel_classes") or novel_json)
     vocab = [c for c in classes if c not in {"wall", "floor", "ceiling"}]
     text = encoder.encode_texts(vocab)
-    dirs = scene_dirs(args.data_root, args.split)
-    if args.max_scenes:
-        dirs = dirs[: args.max_scenes]
-    scenes = [load_scene(d) for d in dirs]
+    scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes)
     clf = None
     if not args.no_teacher:
         from folk_model.eval.cli import DEFAULT_TEACHER_CONFIG, teacher_config

@@ -56,10 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     from folk_model.config import VLConfig, load_config
-    from folk_model.data.loader import load_scene
     from folk_model.eval.evaluate import evaluate_scenes, markdown_report
     from folk_model.student import WeightsError, load_weights
-    from folk_model.train.data import read_classes, scene_dirs
+    from folk_model.train.data import read_classes
     from folk_model.vl import create_vl_encoder
 
     try:
@@ -72,16 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     training = manifest.get("training", {})
     stuff = {"wall", "floor", "ceiling"}
-    vocab = [c for c in classes if c not in stuff]
+    vocab = [c for c in classes if c not in stuff]  # the evaluation vocabulary
     if args.novel is not None:
         novel = [c.strip() for c in args.novel.split(",") if c.strip()]
     else:
         novel = list(training.get("novel_classes") or novel_json)
     text = encoder.encode_texts(vocab)
-    dirs = scene_dirs(args.data_root, args.split)
-    if args.max_scenes:
-        dirs = dirs[: args.max_scenes]
-    scenes = [load_scene(d) for d in dirs]
+    scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes)
     clf = None
     if not args.no_teacher:
         from folk_model.teacher.baseline import TeacherClassifier
@@ -100,6 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     (out / "eval.md").write_text(markdown_report(summary))
     logger.info("wrote %s and %s", out / "eval.json", out / "eval.md")
     return 0
+
+
+def load_eval_scenes(data_root: str | Path, split: str, max_scenes: int = 0) -> list:
+    """The scenes of ``split`` under ``data_root`` (the first ``max_scenes``; 0 = all)."""
+    from folk_model.data.loader import load_scene
+    from folk_model.train.data import scene_dirs
+
+    dirs = scene_dirs(data_root, split)
+    if max_scenes:
+        dirs = dirs[:max_scenes]
+    return [load_scene(d) for d in dirs]
 
 
 if __name__ == "__main__":
