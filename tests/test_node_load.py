@@ -1,6 +1,6 @@
-"""Load: 30 Hz 640x480 RGB-D for a bounded time over DDS; memory stays bounded, no backlog.
+"""Load: 30 Hz 640x480 RGB-D for a minute over DDS; memory stays bounded, no backlog.
 
-The full minute lives in bench/bench_node.py; here 12 s keep the suite modest on 2 cores.
+bench/bench_node.py prints the same figures for any duration.
 The node runs its real backend (demo weights, offline text encoder), so the student's runs
 every 2 s compete with fusion for the CPU as on a robot; the frames are the analytic
 three-box scene of helpers/ros_scene.py (rendered at 640x480 in a fraction of a second).
@@ -16,10 +16,10 @@ rclpy = pytest.importorskip("rclpy")
 from helpers.node_harness import Client, start_node, start_player, stop  # noqa: E402
 from helpers.ros_scene import make_scene  # noqa: E402
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 MAX_VOXELS = 30_000
-SECONDS = 12.0
+SECONDS = 60.0
 
 
 def test_30hz_input_keeps_memory_bounded_and_no_backlog(tmp_path: Path):
