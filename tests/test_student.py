@@ -117,8 +117,10 @@ def test_weights_roundtrip_and_errors(segmenter: StudentSegmenter, tmp_path) -> 
     a, b = segmenter.segment(p, c), seg2.segment(p, c)
     assert len(a.instances) == len(b.instances)
     if a.instances:
+        # spconv's CPU kernels sum in a thread-dependent order: identical weights give
+        # embeddings equal to ~1e-3 (seen up to 4e-3 on a busy machine), other weights ~1e-1.
         np.testing.assert_allclose(a.instances[0].embedding, b.instances[0].embedding,
-                                   atol=1e-5)
+                                   atol=1e-2)
     with pytest.raises(WeightsError, match="not found"):
         load_weights(tmp_path / "missing.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
