@@ -422,6 +422,24 @@ def furnish(room: Room, rng: np.random.Generator, models: dict[str, list[Catalog
     return placer.placed
 
 
+def _true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True in a 1-D bool array as (start, end) with end exclusive: one quad per run
+    instead of one per grid cell keeps the room meshes small."""
+    runs: list[tuple[int, int]] = []
+    n = len(mask)
+    i = 0
+    while i < n:
+        if not mask[i]:
+            i += 1
+            continue
+        k = i
+        while k < n and mask[k]:
+            k += 1
+        runs.append((i, k))
+        i = k
+    return runs
+
+
 def structure_meshes(room: Room) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Floor, ceiling, walls (and door lintel) as (vertices float32 [V,3], faces int32 [F,3])."""
     f = room.floor
@@ -438,51 +456,27 @@ def structure_meshes(room: Room) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
     floor_q, ceil_q, wall_q = [], [], []
     for j in range(ny):  # floor and ceiling: merged runs along x, one quad per run
-        i = 0
-        while i < nx:
-            if not f[i, j]:
-                i += 1
-                continue
-            k = i
-            while k < nx and f[k, j]:
-                k += 1
+        for i, k in _true_runs(f[:, j]):
             x0, x1, y0, y1 = i * CELL, k * CELL, j * CELL, (j + 1) * CELL
             floor_q.append(np.array([[x0, y0, 0], [x1, y0, 0], [x1, y1, 0], [x0, y1, 0]]))
             ceil_q.append(np.array([[x0, y0, H], [x0, y1, H], [x1, y1, H], [x1, y0, H]]))
-            i = k
     pad = np.zeros((nx + 2, ny + 2), bool)
     pad[1:-1, 1:-1] = f
     # walls: boundary edges merged into runs; horizontal edges (normal +-y), then vertical
     for j in range(ny):
         for side in (-1, 1):
             edge = pad[1:-1, j + 1] & ~pad[1:-1, j + 1 + side]
-            i = 0
-            while i < nx:
-                if not edge[i]:
-                    i += 1
-                    continue
-                k = i
-                while k < nx and edge[k]:
-                    k += 1
+            for i, k in _true_runs(edge):
                 y = (j if side < 0 else j + 1) * CELL
                 x0, x1 = i * CELL, k * CELL
                 wall_q.append(np.array([[x0, y, 0], [x1, y, 0], [x1, y, H], [x0, y, H]]))
-                i = k
     for i in range(nx):
         for side in (-1, 1):
             edge = pad[i + 1, 1:-1] & ~pad[i + 1 + side, 1:-1]
-            j = 0
-            while j < ny:
-                if not edge[j]:
-                    j += 1
-                    continue
-                k = j
-                while k < ny and edge[k]:
-                    k += 1
+            for j, k in _true_runs(edge):
                 x = (i if side < 0 else i + 1) * CELL
                 y0, y1 = j * CELL, k * CELL
                 wall_q.append(np.array([[x, y0, 0], [x, y1, 0], [x, y1, H], [x, y0, H]]))
-                j = k
     out = {"floor": quads(floor_q), "ceiling": quads(ceil_q), "wall": quads(wall_q)}
     if room.lintel is not None:
         x0, y0, x1, y1 = room.lintel
