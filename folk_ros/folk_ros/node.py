@@ -14,6 +14,7 @@ Outputs carry the stamp of the newest fused frame and the fixed frame.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -44,7 +45,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from folk_model.config import FusionConfig
+from folk_model.config import FusionConfig, VLConfig
 from folk_model.fusion.voxel_map import MapSnapshot, VoxelMap
 from folk_model.labelling import label_embeddings, rank_for_phrase
 from folk_msgs.msg import Instance, InstanceArray
@@ -68,6 +69,9 @@ from folk_ros.worker import LatestQueue, RunResult, SegmentationWorker
 DEFAULT_VOCABULARY = ["chair", "table", "sofa", "bed", "cabinet", "shelf", "lamp", "plant",
                       "monitor", "desk", "toilet", "sink", "bathtub", "door", "window"]
 POSE_SOURCES = ("auto", "tf", "pose", "odometry")
+# Defaults of the parameters that configure folk_model come from its dataclasses: one place.
+_FUSION = FusionConfig()
+_VL = VLConfig()
 
 
 def _desc(text: str, read_only: bool = True, lo: float | None = None, hi: float | None = None,
@@ -88,10 +92,10 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "weights": ("", "student weights .pt (manifest .json beside it); \"\" = shipped demo "
                 "weights", True, None),
     "device": ("cpu", "torch device for the student: cpu, cuda, cuda:1", True, None),
-    "vl_backend": ("offline", "text encoder backend; must match the weights' manifest", True,
+    "vl_backend": (_VL.backend, "text encoder backend; must match the weights' manifest", True,
                    None),
-    "vl_model": ("tf_efficientnet_lite0", "text encoder model within the backend", True, None),
-    "prompt_template": ("{}", "prompt template with one {} for labels", True, None),
+    "vl_model": (_VL.model, "text encoder model within the backend", True, None),
+    "prompt_template": (_VL.template, "prompt template with one {} for labels", True, None),
     "vocabulary": (DEFAULT_VOCABULARY, "start-up vocabulary (labels)", True, None),
     "max_labels": (1000, "most labels a vocabulary may have", True, (1, 100000)),
     "max_label_length": (100, "most characters per label", True, (1, 10000)),
@@ -111,15 +115,17 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
                   (0.0, 5.0)),
     "frame_queue_size": (2, "synced frames waiting for fusion; oldest dropped when full", True,
                          (1, 100)),
-    "voxel_size": (0.02, "map voxel size (m)", True, (0.001, 1.0)),
-    "min_depth": (0.2, "depth below this is ignored (m)", True, (0.0, 100.0)),
-    "max_depth": (4.0, "depth beyond this is ignored (m)", True, (0.01, 100.0)),
-    "pixel_stride": (2, "fuse every n-th pixel in each direction", True, (1, 64)),
-    "max_voxels": (400000, "memory bound of the map (voxels; about 56 bytes each)", True,
-                   (1000, 100000000)),
-    "keyframe_translation": (0.05, "fuse a frame only after this much motion (m)", True,
-                             (0.0, 100.0)),
-    "keyframe_rotation_deg": (5.0, "... or this much rotation (deg)", True, (0.0, 180.0)),
+    "voxel_size": (_FUSION.voxel_size, "map voxel size (m)", True, (0.001, 1.0)),
+    "min_depth": (_FUSION.min_depth, "depth below this is ignored (m)", True, (0.0, 100.0)),
+    "max_depth": (_FUSION.max_depth, "depth beyond this is ignored (m)", True, (0.01, 100.0)),
+    "pixel_stride": (_FUSION.pixel_stride, "fuse every n-th pixel in each direction", True,
+                     (1, 64)),
+    "max_voxels": (_FUSION.max_voxels, "memory bound of the map (voxels; about 56 bytes each)",
+                   True, (1000, 100000000)),
+    "keyframe_translation": (_FUSION.keyframe_translation,
+                             "fuse a frame only after this much motion (m)", True, (0.0, 100.0)),
+    "keyframe_rotation_deg": (_FUSION.keyframe_rotation_deg, "... or this much rotation (deg)",
+                              True, (0.0, 180.0)),
     "segment_period": (5.0, "seconds between segmentation runs; 0 = only on ~/segment", False,
                        (0.0, 3600.0)),
     "min_points": (500, "map points needed before a segmentation run", True, (1, 100000000)),
@@ -191,11 +197,7 @@ class FolkNode(Node):
 
         # ------------------------------------------------------------- fusion side
         self.fusion_cfg = FusionConfig(
-            voxel_size=p["voxel_size"], min_depth=p["min_depth"], max_depth=p["max_depth"],
-            pixel_stride=p["pixel_stride"], max_voxels=p["max_voxels"],
-            keyframe_translation=p["keyframe_translation"],
-            keyframe_rotation_deg=p["keyframe_rotation_deg"],
-        )
+            **{f.name: p[f.name] for f in dataclasses.fields(FusionConfig)})
         try:
             self.map = VoxelMap(self.fusion_cfg)
         except ValueError as exc:
