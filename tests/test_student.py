@@ -89,6 +89,24 @@ def test_segment_returns_instances(segmenter: StudentSegmenter) -> None:
     assert lab.label_index.shape == (len(res.instances),)
 
 
+def test_embed_masks_matches_segment(segmenter: StudentSegmenter) -> None:
+    """Given the masks segment() found, embed_masks() gives the same embeddings (one network,
+    two ways in); empty and all-NaN masks give zero rows."""
+    p, c, _, _ = toy_room(n_objects=4)
+    res = segmenter.segment(p, c)
+    assert res.instances
+    masks = [i.point_indices for i in res.instances]
+    p_nan = p.copy()
+    p_nan[masks[0][:5]] = np.nan
+    emb = segmenter.embed_masks(p_nan, c, [*masks, np.zeros(0, np.int64), masks[0][:5]])
+    assert emb.shape == (len(masks) + 2, DIM)
+    # spconv's CPU sums are thread-order dependent (~1e-3), and five points are NaN here
+    np.testing.assert_allclose(emb[1:len(masks)], res.embeddings()[1:], atol=2e-2)
+    assert np.abs(emb[0] - res.embeddings()[0]).max() < 0.2
+    assert not emb[-2:].any()
+    assert segmenter.embed_masks(p, c, []).shape == (0, DIM)
+
+
 def test_empty_and_nan_inputs(segmenter: StudentSegmenter) -> None:
     empty = segmenter.segment(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
     assert empty.instances == [] and "total" in empty.timings
@@ -136,6 +154,17 @@ def test_weights_roundtrip_and_errors(segmenter: StudentSegmenter, tmp_path) -> 
     update_manifest(path, tmp_path / "m.pt", metrics={"AP50": 0.5})
     assert load_weights(tmp_path / "m.pt")[1]["metrics"] == {"AP50": 0.5}
     assert '"AP50": 0.5' in (tmp_path / "m.json").read_text()
+    # weights written before the training-only dense head existed still load; any other
+    # missing tensor is an error that names it
+    blob = torch.load(path, weights_only=True)
+    blob["state_dict"] = {k: v for k, v in blob["state_dict"].items()
+                          if not k.startswith("voxel_embed_head.")}
+    torch.save(blob, tmp_path / "old.pt")
+    load_weights(tmp_path / "old.pt", "cpu", expect=INFO)
+    blob["state_dict"].pop("fg_head.0.weight")
+    torch.save(blob, tmp_path / "broken.pt")
+    with pytest.raises(WeightsError, match="fg_head"):
+        load_weights(tmp_path / "broken.pt")
     # half precision storage loads back as float32
     save_weights(tmp_path / "h.pt", segmenter, INFO, half=True)
     seg3, _ = load_weights(tmp_path / "h.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from folk_model.config import StudentConfig
 from folk_model.labelling import Labelling, label_embeddings
-from folk_model.student.model import FolkStudent, voxelize
+from folk_model.student.model import FolkStudent, VoxelBatch, voxelize
 from folk_model.student.proposals import cluster_voxels, nms
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,25 @@ class StudentSegmenter:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def _prepare(self, points: np.ndarray, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                        np.ndarray]:
+        """Validated float32 points [N, 3], uint8 colours [N, 3] and the rows to use (finite,
+        at most ``max_points`` of them)."""
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+        colors = np.asarray(colors).reshape(-1, 3)
+        if len(colors) != len(points):
+            raise ValueError(f"points ({len(points)}) and colors ({len(colors)}) differ in length")
+        valid = np.flatnonzero(np.isfinite(points).all(1))
+        if len(valid) > self.cfg.max_points:
+            valid = np.sort(self._rng.choice(valid, self.cfg.max_points, replace=False))
+        return points, np.clip(colors, 0, 255).astype(np.uint8), valid
+
+    def _voxelize(self, points: np.ndarray, colors: np.ndarray) -> VoxelBatch:
+        """Points [n, 3] and colours [n, 3] (all used) as a voxel batch on the device."""
+        return voxelize(torch.from_numpy(np.ascontiguousarray(points)).to(self.device),
+                        torch.from_numpy(np.ascontiguousarray(colors)).to(self.device),
+                        self.cfg.voxel_size)
+
     @torch.no_grad()
     def segment(self, points: np.ndarray, colors: np.ndarray) -> SegmentationResult:
         """Segment a cloud.
@@ -92,19 +112,11 @@ class StudentSegmenter:
         """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
-        colors = np.asarray(colors).reshape(-1, 3)
-        if len(colors) != len(points):
-            raise ValueError(f"points ({len(points)}) and colors ({len(colors)}) differ in length")
-        valid = np.flatnonzero(np.isfinite(points).all(1))
-        if len(valid) > self.cfg.max_points:
-            valid = np.sort(self._rng.choice(valid, self.cfg.max_points, replace=False))
+        points, colors, valid = self._prepare(points, colors)
         if len(valid) < max(1, self.cfg.min_instance_points):
             timings["total"] = time.perf_counter() - t0
             return SegmentationResult([], timings)
-        pts = torch.from_numpy(points[valid]).to(self.device)
-        col = torch.from_numpy(np.clip(colors[valid], 0, 255).astype(np.uint8)).to(self.device)
-        vb = voxelize(pts, col, self.cfg.voxel_size)
+        vb = self._voxelize(points[valid], colors[valid])
         self._sync()
         t1 = time.perf_counter()
         timings["voxelize"] = t1 - t0
@@ -147,6 +159,37 @@ class StudentSegmenter:
         logger.debug("segmented %d points into %d instances in %.3f s", len(points),
                      len(instances), timings["total"])
         return SegmentationResult(instances, timings)
+
+    @torch.no_grad()
+    def embed_masks(self, points: np.ndarray, colors: np.ndarray,
+                    masks: Sequence[np.ndarray]) -> np.ndarray:
+        """Student embeddings float32 [K, D] of given instance masks (int point-index arrays
+        into ``points``), skipping the proposal stage.
+
+        This measures recognition apart from segmentation (e.g. on ground-truth masks, where
+        the teacher is measured too). A mask with no finite point gets a zero row.
+        """
+        points, colors, valid = self._prepare(points, colors)
+        k = len(masks)
+        out_emb = np.zeros((k, self.embed_dim), np.float32)
+        if k == 0 or len(valid) == 0:
+            return out_emb
+        row = np.full(len(points), -1, np.int64)
+        row[valid] = np.arange(len(valid))
+        vb = self._voxelize(points[valid], colors[valid])
+        out = self.model.forward_voxels(vb)
+        p2v = vb.point2voxel.cpu().numpy()
+        sets, rows = [], []
+        for j, m in enumerate(masks):
+            r = row[np.asarray(m, np.int64).reshape(-1)]
+            r = r[r >= 0]
+            if len(r):
+                sets.append(torch.from_numpy(np.unique(p2v[r])).to(self.device))
+                rows.append(j)
+        if sets:
+            _, emb = self.model.instance_heads(self.model.pool(out.feat, vb.centers, sets))
+            out_emb[rows] = emb.float().cpu().numpy()
+        return out_emb
 
     def label(self, result: SegmentationResult, text_embeddings: np.ndarray,
               top_k: int = 3) -> Labelling:

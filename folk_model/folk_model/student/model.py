@@ -242,6 +242,11 @@ class FolkStudent(nn.Module):
             nn.ReLU(), nn.Linear(cfg.head_hidden, cfg.head_hidden), nn.ReLU(),
             nn.Linear(cfg.head_hidden, cfg.embed_dim),
         )
+        # Per-voxel embedding, trained densely on every voxel of an annotated instance (one
+        # instance gives hundreds of targets instead of one), so that the features the
+        # instance heads pool carry semantics. Training only: instances are named by
+        # embed_head, which also sees the instance's extent.
+        self.voxel_embed_head = nn.Linear(fd, cfg.embed_dim)
 
     def forward_voxels(self, vb: VoxelBatch) -> VoxelOutputs:
         """Run the UNet and per-voxel heads on a voxel batch (M voxels)."""
@@ -281,11 +286,19 @@ class FolkStudent(nn.Module):
         )
         return torch.cat([mean, mx, geom], 1)
 
+    def voxel_embeddings(self, feat: torch.Tensor) -> torch.Tensor:
+        """Voxel features [M, C] -> unit per-voxel embeddings [M, D] (dense distillation)."""
+        return F.normalize(self.voxel_embed_head(feat), dim=1)
+
     def instance_heads(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled instance features [K, P] -> (score logit [K], unit embedding [K, D])."""
         score = self.score_head(pooled).squeeze(1)
         emb = F.normalize(self.embed_head(pooled), dim=1)
         return score, emb
+
+
+# Parameters that only training uses: weights files written before they existed still load.
+TRAINING_ONLY_PREFIXES = ("voxel_embed_head.",)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -23,7 +23,7 @@ import torch
 
 from folk_model.config import StudentConfig, from_dict, to_dict
 from folk_model.student.inference import StudentSegmenter
-from folk_model.student.model import FolkStudent
+from folk_model.student.model import TRAINING_ONLY_PREFIXES, FolkStudent
 
 logger = logging.getLogger(__name__)
 
@@ -165,9 +165,13 @@ def load_weights(
     state = {k: (v.float() if v.is_floating_point() else v)
              for k, v in blob["state_dict"].items()}
     try:
-        model.load_state_dict(state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         raise WeightsError(f"{p}: tensors do not fit the student architecture ({exc})") from exc
+    missing = [k for k in missing if not k.startswith(TRAINING_ONLY_PREFIXES)]
+    if missing or unexpected:
+        raise WeightsError(f"{p}: tensors do not fit the student architecture (missing "
+                           f"{missing[:5]}, unexpected {unexpected[:5]})")
     cfg.device = str(device)
     return StudentSegmenter(model, cfg, device=device), manifest
 
