@@ -53,6 +53,33 @@ def test_consistency_filter_on_crafted_embeddings() -> None:
     assert empty.target.shape == (0, 4)
 
 
+def test_unlabelled_consensus_targets() -> None:
+    """Instances without a training label get a label-free target from the views that agree
+    with each other ("consensus"), or none ("none", the strict hold-out)."""
+    text = np.eye(2, 4, dtype=np.float32)
+    views = _unit(np.array([
+        [[0, 0, 1, 0], [0, 0.1, 1, 0], [1, 0, 0, 0]],  # inst 0 (unlabelled): views 0, 1 agree
+        [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]],    # inst 1 (unlabelled): no agreement
+        [[1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]],    # inst 2: class 0
+    ], np.float32))
+    valid = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 1]], bool)
+    gt = np.array([-1, -1, 0])
+    strict = distill_targets(views, valid, gt, text, unlabelled="none")
+    assert strict.has_target.tolist() == [False, False, True]
+    t = distill_targets(views, valid, gt, text, unlabelled="consensus", consensus_min_cos=0.8)
+    assert t.source.tolist() == ["unlabelled", "unlabelled", "consistent"]
+    # the outlier view (x axis) is dropped; the two agreeing views are averaged
+    np.testing.assert_allclose(t.target[0], _unit(views[0, 0] + views[0, 1]), atol=1e-6)
+    # nobody agrees: the view most central to the mean, never a text embedding
+    assert any(np.allclose(t.target[1], v, atol=1e-6) for v in views[1])
+    # label-consistent targets of labelled instances do not change with the policy
+    np.testing.assert_allclose(t.target[2], strict.target[2])
+    # the consistency filter never consults a label for unlabelled instances
+    assert not t.consistent[:2].any()
+    with pytest.raises(ValueError, match="unlabelled"):
+        distill_targets(views, valid, gt, text, unlabelled="all")
+
+
 def _cfgs(out: str, epochs: int) -> tuple[TrainConfig, StudentConfig]:
     cfg = TrainConfig(out_dir=out, epochs=epochs, steps_per_epoch=3, lr=5e-3,
                       crop_points=12000, proposal_warmup_epochs=1, seed=0)
@@ -69,9 +96,10 @@ def test_tiny_training_run_loss_down_weights_load_resume(tmp_path) -> None:
     res = train(cfg, scfg, scenes, text, info, CLASSES, progress=False)
     # the score loss joins after the warm-up epoch, so compare the terms present throughout
     first, last = res.history[0], res.history[-1]
-    keys = ("fg", "offset", "distill", "label")
+    keys = ("fg", "offset", "distill", "label", "dense")
     assert sum(last[k] for k in keys) < 0.7 * sum(first[k] for k in keys), res.history
     assert last["distill"] < first["distill"] and last["label"] < first["label"]
+    assert last["dense"] < first["dense"]
     for name in ("config.yaml", "ckpt_last.pt", "curves.png", "history.json", "student.json"):
         assert (tmp_path / "run" / name).is_file(), name
     assert "seed: 0" in (tmp_path / "run" / "config.yaml").read_text()

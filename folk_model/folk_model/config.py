@@ -133,6 +133,15 @@ class TrainConfig:
     steps_per_epoch: int = 0  # training samples per epoch; 0 = one per training scene
     stuff_classes: tuple[str, ...] = ("wall", "floor", "ceiling")  # background, not instances
     consistency_fallback: str = "best_view"  # no consistent view: "best_view", "text", "drop"
+    # instances without a training label (novel or unannotated classes): "consensus" = a
+    # label-free target from the views that agree with each other (no class name used);
+    # "none" = no distillation target at all (the strict hold-out)
+    unlabelled_targets: str = "consensus"
+    consensus_min_cos: float = 0.8  # views this close to the all-view mean form the consensus
+    # dense distillation: every voxel of an annotated instance is also pulled towards the
+    # instance's target and label (weight of those terms, relative to the instance terms)
+    w_dense: float = 1.0
+    dense_voxels_per_instance: int = 128  # voxels sampled per instance for the dense terms
     proposal_warmup_epochs: int = 2  # epochs before predicted proposals train the score head
     checkpoint_every: int = 1  # save a checkpoint every n epochs (and always at the end)
     max_scenes: int = 0  # use at most this many training scenes; 0 = all

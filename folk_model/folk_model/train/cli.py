@@ -70,7 +70,8 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
                            tdir)
         ts, counts = build_train_scene(sc.name, sc.points, sc.colors, sc.instance_ids,
                                        sc.instance_labels(), teacher, vocab, text,
-                                       cfg.stuff_classes, cfg.consistency_fallback)
+                                       cfg.stuff_classes, cfg.consistency_fallback,
+                                       cfg.unlabelled_targets, cfg.consensus_min_cos)
         scenes.append(ts)
         for k, v in counts.items():
             sources[k] = sources.get(k, 0) + v

@@ -9,6 +9,16 @@ weighted mean of its consistent views. When no view is consistent, ``fallback`` 
 - ``"text"``: the GT label's text embedding itself;
 - ``"drop"``: no distillation target for this instance.
 
+Instances without a training label (classes held out as novel, or unannotated objects) cannot
+be checked against a label. ``unlabelled`` decides what they get:
+
+- ``"none"``: no target (the strict hold-out: the student never sees them distilled);
+- ``"consensus"``: a label-free target, the weighted mean of the views that agree with the
+  instance's own multi-view consensus (cosine to the all-view mean at least
+  ``consensus_min_cos``; the single most central view when none does). No class name is
+  used: this is how open-vocabulary 3D methods (OpenScene, PLA, RegionPLC) bring knowledge of
+  classes nobody annotated into the 3D network.
+
 K instances, V views, D embedding dimension, C training classes.
 """
 
@@ -21,6 +31,7 @@ import numpy as np
 from folk_model.labelling import label_embeddings, normalize
 
 FALLBACKS = ("best_view", "text", "drop")
+UNLABELLED = ("none", "consensus")
 
 
 @dataclass
@@ -31,7 +42,7 @@ class DistillTargets:
         target: float32 [K, D] unit target embeddings (zeros where ``has_target`` is False).
         has_target: bool [K].
         consistent: bool [K, V] views whose zero-shot label equals the GT label.
-        source: str [K] "consistent", "best_view", "text" or "none".
+        source: str [K] "consistent", "best_view", "text", "unlabelled" or "none".
     """
 
     target: np.ndarray
@@ -63,6 +74,8 @@ def distill_targets(
     text_embeddings: np.ndarray,
     view_weights: np.ndarray | None = None,
     fallback: str = "best_view",
+    unlabelled: str = "none",
+    consensus_min_cos: float = 0.8,
 ) -> DistillTargets:
     """Targets for K instances from their teacher views.
 
@@ -74,9 +87,13 @@ def distill_targets(
         text_embeddings: float [C, D] embeddings of the training labels.
         view_weights: float [K, V] optional weights of views in the mean (default 1).
         fallback: what to do with instances without a consistent view (see module doc).
+        unlabelled: targets for instances with ``gt_class`` -1 (see module doc).
+        consensus_min_cos: views this close to the all-view mean form a consensus target.
     """
     if fallback not in FALLBACKS:
         raise ValueError(f"unknown consistency fallback {fallback!r}; known: {FALLBACKS}")
+    if unlabelled not in UNLABELLED:
+        raise ValueError(f"unknown unlabelled policy {unlabelled!r}; known: {UNLABELLED}")
     view_embeddings = np.asarray(view_embeddings, np.float32)
     k, v, d = view_embeddings.shape
     gt_class = np.asarray(gt_class, np.int64)
@@ -92,6 +109,10 @@ def distill_targets(
     txt = normalize(np.asarray(text_embeddings, np.float32))
     for i in range(k):
         if gt_class[i] < 0:
+            if unlabelled == "consensus" and valid[i].any():
+                target[i] = consensus_target(ve[i], valid[i], w[i], consensus_min_cos)
+                source[i] = "unlabelled"
+                has[i] = True
             continue
         if cons[i].any():
             target[i] = (ve[i][cons[i]] * w[i][cons[i], None]).sum(0)
@@ -107,3 +128,18 @@ def distill_targets(
             continue
         has[i] = True
     return DistillTargets(normalize(target), has, cons, source.astype(str))
+
+
+def consensus_target(views: np.ndarray, valid: np.ndarray, weights: np.ndarray,
+                     min_cos: float) -> np.ndarray:
+    """A label-free target from one instance's unit views [V, D]: the weighted mean of the
+    valid views whose cosine to the weighted all-view mean is at least ``min_cos``; when none
+    is, the most central valid view. Views that disagree with the rest (occluded, cut off,
+    another object in the crop) drop out without any label being consulted."""
+    w = np.where(valid, weights, 0.0).astype(np.float32)
+    mean = normalize((views * w[:, None]).sum(0))
+    cos = np.where(valid, views @ mean, -np.inf)
+    keep = valid & (cos >= min_cos)
+    if not keep.any():
+        return views[int(np.argmax(cos))]
+    return normalize((views[keep] * w[keep, None]).sum(0))

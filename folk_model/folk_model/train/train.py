@@ -10,10 +10,16 @@ A step: random room crop + augmentation -> voxelise -> UNet -> losses:
 - distillation: 1 - cos(student embedding, label-consistent teacher target) on GT instances
   and on proposals matched to them (IoU >= 0.5);
 - label supervision: cross-entropy of the embedding against the text embeddings of the
-  training labels.
+  training labels;
+- dense terms (``w_dense``): the same distillation and label losses on per-voxel embeddings
+  of sampled voxels of every annotated instance.
 
-Novel classes are held out from distillation and label supervision; their instances still
-count as (class-agnostic) foreground for the proposal heads.
+Novel classes are held out from label supervision and from the label-consistency filter: no
+novel class name or label is used anywhere in training. With ``unlabelled_targets:
+consensus`` their instances are distilled towards a label-free teacher target (the views
+that agree with each other), as any unannotated object would be; with ``none`` they get no
+distillation at all (the strict hold-out). Either way they count as class-agnostic
+foreground for the proposal heads.
 
 DDP: under torchrun (``WORLD_SIZE`` set) the process group is started (gloo on CPU, nccl on
 CUDA), scenes are sharded by rank, and only rank 0 writes files.
@@ -80,6 +86,8 @@ def build_train_scene(
     text_emb: np.ndarray,
     stuff: Sequence[str],
     fallback: str,
+    unlabelled: str = "none",
+    consensus_min_cos: float = 0.8,
 ) -> tuple[TrainScene, dict[str, int]]:
     """Assemble a TrainScene; returns it and counts of target sources.
 
@@ -88,6 +96,7 @@ def build_train_scene(
         teacher: arrays of the teacher npz (``instance_ids``, ``view_embeddings``,
             ``view_valid``, optional ``view_weights``), or None (no distillation targets).
         vocab: training class names (novel classes excluded); text_emb float [C, D].
+        fallback / unlabelled / consensus_min_cos: see ``distill_targets``.
     """
     index = {c: i for i, c in enumerate(vocab)}
     inst = np.asarray(instance_ids, np.int32).copy()
@@ -102,7 +111,7 @@ def build_train_scene(
         gt = np.array([inst_class.get(int(i), -1) for i in tids], np.int64)
         tg = distill_targets(
             teacher["view_embeddings"], teacher["view_valid"], gt, text_emb,
-            teacher.get("view_weights"), fallback,
+            teacher.get("view_weights"), fallback, unlabelled, consensus_min_cos,
         )
         for j, iid in enumerate(tids):
             if tg.has_target[j]:
@@ -211,6 +220,13 @@ class DistillModule(nn.Module):
         sets = gt_sets + prop_sets
         zero = out.fg_logit.sum() * 0.0
         l_score = l_dist = l_label = zero
+        # each GT set's distillation target (None: none) and training class (-1: none)
+        gt_tgt: list[np.ndarray | None] = []
+        gt_cls: list[int] = []
+        for key in gt_keys:
+            scene, iid = samples[key >> 20][3], key & ((1 << 20) - 1)
+            gt_tgt.append(scene.inst_target.get(iid))
+            gt_cls.append(scene.inst_class.get(iid, -1))
         n_dist = n_label = 0
         if sets:
             inst_t = [torch.from_numpy(s).to(dev) for s in sets]
@@ -227,36 +243,61 @@ class DistillModule(nn.Module):
                 if iou_j >= 0.5:
                     rows.append(len(gt_sets) + j)
                     gts.append(int(g))
-            d_rows, d_tgt, l_rows, l_cls = [], [], [], []
-            for r, g in zip(rows, gts):
-                key = gt_keys[g]
-                scene = samples[key >> 20][3]
-                iid = key & ((1 << 20) - 1)
-                tgt = scene.inst_target.get(iid)
-                if tgt is not None:
-                    d_rows.append(r)
-                    d_tgt.append(tgt)
-                c = scene.inst_class.get(iid, -1)
-                if c >= 0:
-                    l_rows.append(r)
-                    l_cls.append(c)
+            d_rows = [r for r, g in zip(rows, gts) if gt_tgt[g] is not None]
+            l_rows = [r for r, g in zip(rows, gts) if gt_cls[g] >= 0]
             if d_rows:
-                tgt_t = torch.from_numpy(np.stack(d_tgt)).to(dev)
+                tgt_t = torch.from_numpy(np.stack(
+                    [gt_tgt[g] for g in gts if gt_tgt[g] is not None])).to(dev)
                 l_dist = losses.distill_loss(emb[d_rows], tgt_t)
             if l_rows:
-                l_label = losses.label_loss(emb[l_rows], self.text_emb,
-                                            torch.tensor(l_cls, device=dev),
+                cls_t = torch.tensor([gt_cls[g] for g in gts if gt_cls[g] >= 0], device=dev)
+                l_label = losses.label_loss(emb[l_rows], self.text_emb, cls_t,
                                             self.cfg.temperature)
             n_dist, n_label = len(d_rows), len(l_rows)
+        l_dense = self._dense_loss(out.feat, gt_sets, gt_tgt, gt_cls) if gt_sets else zero
         cfg = self.cfg
         total = (cfg.w_proposal * (l_fg + l_off + l_score) + cfg.w_distill * l_dist
-                 + cfg.w_label * l_label)
+                 + cfg.w_label * l_label + cfg.w_dense * l_dense)
         return {
             "loss": total, "fg": l_fg.detach(), "offset": l_off.detach(),
             "score": l_score.detach(), "distill": l_dist.detach(), "label": l_label.detach(),
+            "dense": l_dense.detach(),
             "n_distill": torch.tensor(float(n_dist)), "n_label": torch.tensor(float(n_label)),
             "n_proposals": torch.tensor(float(len(prop_sets))),
         }
+
+
+    def _dense_loss(self, feat: torch.Tensor, gt_sets: list[np.ndarray],
+                    gt_tgt: list[np.ndarray | None], gt_cls: list[int]) -> torch.Tensor:
+        """Dense distillation on up to ``dense_voxels_per_instance`` voxels of each GT set:
+        w_distill * (1 - cos) to the instance's target + w_label * cross-entropy against its
+        training label, over per-voxel embeddings. Sampling a fixed number of voxels per
+        instance weighs a cup like a bed."""
+        cfg, dev = self.cfg, feat.device
+        n = max(1, cfg.dense_voxels_per_instance)
+        vox, owner = [], []
+        for g, vs in enumerate(gt_sets):
+            if gt_tgt[g] is None and gt_cls[g] < 0:
+                continue
+            sel = vs if len(vs) <= n else np.random.choice(vs, n, replace=False)
+            vox.append(sel)
+            owner.append(np.full(len(sel), g))
+        if not vox:
+            return feat.sum() * 0.0
+        own = np.concatenate(owner)
+        emb = self.student.voxel_embeddings(feat[torch.from_numpy(np.concatenate(vox)).to(dev)])
+        loss = feat.sum() * 0.0
+        has_t = np.array([gt_tgt[g] is not None for g in own])
+        if has_t.any():
+            tgt = torch.from_numpy(np.stack([gt_tgt[g] for g in own[has_t]])).to(dev)
+            loss = loss + cfg.w_distill * losses.distill_loss(
+                emb[torch.from_numpy(has_t).to(dev)], tgt)
+        has_c = np.array([gt_cls[g] >= 0 for g in own])
+        if has_c.any():
+            cls_t = torch.tensor([gt_cls[g] for g in own[has_c]], device=dev)
+            loss = loss + cfg.w_label * losses.label_loss(
+                emb[torch.from_numpy(has_c).to(dev)], self.text_emb, cls_t, cfg.temperature)
+        return loss
 
 
 # ------------------------------------------------------------------------------------ loop
@@ -282,7 +323,7 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ["loss", "fg", "offset", "score", "distill", "label"]
+    keys = ["loss", "fg", "offset", "score", "distill", "label", "dense"]
     fig, ax = plt.subplots(1, 1, figsize=(7, 4))
     ep = [h["epoch"] for h in history]
     for k in keys:
