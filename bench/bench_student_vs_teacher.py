@@ -60,17 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from folk_model.config import VLConfig
-    from folk_model.eval.cli import load_eval_scenes
+    from folk_model.eval.cli import evaluation_vocabulary, load_eval_scenes
     from folk_model.eval.evaluate import evaluate_scenes
     from folk_model.student import load_weights
-    from folk_model.train.data import read_classes
     from folk_model.vl import create_vl_encoder
 
     encoder = create_vl_encoder(VLConfig())
     seg, manifest = load_weights(args.weights, "cpu", expect=encoder.info())
-    classes, novel_json = read_classes(args.data_root)
-    novel = list(manifest.get("training", {}).get("novel_classes") or novel_json)
-    vocab = [c for c in classes if c not in {"wall", "floor", "ceiling"}]
+    vocab, novel = evaluation_vocabulary(args.data_root, manifest)
     text = encoder.encode_texts(vocab)
     scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes)
     clf = None

@@ -9,6 +9,7 @@ import pytest
 
 from folk_model.eval.ap import InstanceAPEvaluator, Prediction, average_precision
 from folk_model.eval.evaluate import markdown_report
+from folk_model.eval.recognition import RecognitionEvaluator
 
 
 def test_average_precision_hand_computed() -> None:
@@ -124,7 +125,8 @@ def test_evaluate_scenes_student_and_teacher_on_same_proposals() -> None:
         def classify(self, sc, masks):
             seen.append(len(masks))
             return SimpleNamespace(labels=["chair"] * len(masks),
-                                   scores=np.ones(len(masks), np.float32))
+                                   scores=np.ones(len(masks), np.float32),
+                                   embeddings=np.tile(toy_text(8)[0], (len(masks), 1)))
 
     run = evaluate_scenes(seg, [scene], CLASSES, toy_text(8), ["sofa"], FakeTeacher(),
                           min_region_size=10, repeats=2)
@@ -133,3 +135,37 @@ def test_evaluate_scenes_student_and_teacher_on_same_proposals() -> None:
     assert s["student"]["class_agnostic"]["AP"] == s["teacher"]["class_agnostic"]["AP"]
     assert s["seconds_per_scene"]["teacher_total"] >= s["seconds_per_scene"]["student_segment"]
     assert "speedup_teacher_over_student" in s
+    assert s["recognition"] is None
+    # recognition on GT masks: the "teacher" names everything chair (one of 4 classes)
+    rec = evaluate_scenes(seg, [scene], CLASSES, toy_text(8), ["sofa"], FakeTeacher(),
+                          min_region_size=10, gt_masks=True).summary()["recognition"]
+    assert rec["student"]["all"]["instances"] == rec["teacher"]["all"]["instances"] == 4
+    assert rec["teacher"]["per_class"]["chair"]["top1"] == 1.0
+    assert rec["teacher"]["all"]["top1"] == pytest.approx(0.25)
+    assert "Recognition on ground-truth masks" in markdown_report(
+        {**s, "recognition": rec})
+
+
+def test_recognition_evaluator_hand_computed() -> None:
+    vocab = ["chair", "table", "lamp"]
+    text = np.eye(3, 4, dtype=np.float32)
+    ev = RecognitionEvaluator(vocab, text, novel=["lamp"], top_k=2)
+    emb = np.array([
+        [1, 0, 0, 0],      # chair -> chair (rank 0)
+        [1, 0.5, 0, 0],    # chair -> chair (rank 0)
+        [0.9, 1, 0, 0],    # table -> table (rank 0)
+        [1, 0, 0.8, 0],    # lamp -> chair first, lamp second (rank 1)
+        [0, 0, 0, 0],      # lamp, no embedding (a mask seen in no view): wrong
+        [0, 0, 0, 1],      # "wall": not in the vocabulary, ignored
+    ], np.float32)
+    ev.process(["chair", "chair", "table", "lamp", "lamp", "wall"], emb)
+    r = ev.evaluate()
+    assert r["all"]["instances"] == 5
+    assert r["all"]["top1"] == pytest.approx(3 / 5) and r["all"]["topk"] == pytest.approx(4 / 5)
+    assert r["base"]["top1"] == 1.0 and r["novel"]["top1"] == 0.0
+    assert r["novel"]["topk"] == pytest.approx(0.5)
+    # per-class mean: chair 1, table 1, lamp 0
+    assert r["all"]["mean_class_top1"] == pytest.approx(2 / 3)
+    assert r["per_class"]["lamp"] == {"top1": 0.0, "instances": 2}
+    ev.reset()
+    assert math.isnan(ev.evaluate()["novel"]["top1"])

@@ -10,7 +10,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from folk_model.config import TeacherConfig
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-region-size", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=1,
                     help="time the student as the median of this many runs per scene")
+    ap.add_argument("--gt-masks", action="store_true",
+                    help="also measure recognition (top-1/top-5) on the ground-truth masks")
     ap.add_argument("--teacher-config", default=str(DEFAULT_TEACHER_CONFIG),
                     help="YAML with a 'teacher:' section (the settings the teacher targets "
                          "were made with)")
@@ -58,24 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.config import VLConfig, load_config
     from folk_model.eval.evaluate import evaluate_scenes, markdown_report
     from folk_model.student import WeightsError, load_weights
-    from folk_model.train.data import read_classes
     from folk_model.vl import create_vl_encoder
 
     try:
         vl_cfg = load_config(VLConfig, args.vl_config)
         encoder = create_vl_encoder(vl_cfg, text_only=args.no_teacher)
         segmenter, manifest = load_weights(args.weights, args.device, expect=encoder.info())
-        classes, novel_json = read_classes(args.data_root)
+        override = None
+        if args.novel is not None:
+            override = [c.strip() for c in args.novel.split(",") if c.strip()]
+        vocab, novel = evaluation_vocabulary(args.data_root, manifest, override)
     except (WeightsError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
-    training = manifest.get("training", {})
-    stuff = {"wall", "floor", "ceiling"}
-    vocab = [c for c in classes if c not in stuff]  # the evaluation vocabulary
-    if args.novel is not None:
-        novel = [c.strip() for c in args.novel.split(",") if c.strip()]
-    else:
-        novel = list(training.get("novel_classes") or novel_json)
     text = encoder.encode_texts(vocab)
     scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes)
     clf = None
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         clf = TeacherClassifier(encoder, teacher_config(args.teacher_config), vocab,
                                 text_embeddings=text)
     run = evaluate_scenes(segmenter, scenes, vocab, text, novel, clf, args.min_region_size,
-                          repeats=args.repeats)
+                          repeats=args.repeats, gt_masks=args.gt_masks, progress=True)
     summary = run.summary()
     summary.update({"weights": str(args.weights), "encoder": encoder.info(),
                     "vocabulary": vocab, "novel": novel, "split": args.split,
@@ -96,6 +95,22 @@ def main(argv: list[str] | None = None) -> int:
     (out / "eval.md").write_text(markdown_report(summary))
     logger.info("wrote %s and %s", out / "eval.json", out / "eval.md")
     return 0
+
+
+def evaluation_vocabulary(data_root: str | Path, manifest: dict[str, Any],
+                          novel: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """(vocabulary, novel classes) of an evaluation: every class of the dataset except the
+    stuff classes, and the novel classes given, else the weights' training record, else the
+    dataset's suggestion (classes.json)."""
+    from folk_model.config import TrainConfig
+    from folk_model.train.data import read_classes
+
+    classes, novel_json = read_classes(data_root)
+    stuff = set(TrainConfig().stuff_classes)
+    vocab = [c for c in classes if c not in stuff]
+    if novel is None:
+        novel = manifest.get("training", {}).get("novel_classes") or novel_json
+    return vocab, list(novel)
 
 
 def load_eval_scenes(data_root: str | Path, split: str, max_scenes: int = 0) -> list:

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from folk_model.eval.ap import InstanceAPEvaluator, Prediction
+from folk_model.eval.recognition import RecognitionEvaluator
 from folk_model.labelling import label_embeddings
+from folk_model.teacher.teacher import gt_masks as teacher_gt_masks
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +38,15 @@ class EvalRun:
     seconds: dict[str, list[float]] = field(default_factory=dict)
     scenes: list[str] = field(default_factory=list)
     num_proposals: list[int] = field(default_factory=list)
+    recognition: dict[str, Any] | None = None  # method -> RecognitionEvaluator.evaluate()
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able summary with mean seconds per scene."""
         mean = {k: float(np.mean(v)) if v else float("nan") for k, v in self.seconds.items()}
         out: dict[str, Any] = {"scenes": self.scenes, "seconds_per_scene": mean,
                                "seconds": self.seconds, "num_proposals": self.num_proposals,
-                               "student": self.student, "teacher": self.teacher}
+                               "student": self.student, "teacher": self.teacher,
+                               "recognition": self.recognition}
         if self.teacher is not None and mean.get("student_total", 0) > 0:
             out["speedup_teacher_over_student"] = mean["teacher_total"] / mean["student_total"]
         return out
@@ -63,6 +67,8 @@ def evaluate_scenes(
     min_region_size: int = 100,
     warmup: bool = True,
     repeats: int = 1,
+    gt_masks: bool = False,
+    progress: bool = False,
 ) -> EvalRun:
     """Run both methods over ``scenes`` (``Scene`` objects) and compute AP.
 
@@ -73,15 +79,22 @@ def evaluate_scenes(
         teacher_classifier: a ``TeacherClassifier`` over the same vocabulary, or None.
         repeats: the student's segmentation is timed as the median of this many runs per
             scene (it is deterministic; the median damps other processes on a shared CPU).
+        gt_masks: also measure recognition on the GT masks (``RecognitionEvaluator``): both
+            methods embed every evaluated GT instance, which isolates naming from proposals.
+        progress: show a progress bar over the scenes.
     """
+    from tqdm import tqdm
+
     ev_s = InstanceAPEvaluator(vocabulary, novel, min_region_size)
     ev_t = InstanceAPEvaluator(vocabulary, novel, min_region_size)
+    rec = {m: RecognitionEvaluator(vocabulary, text_embeddings, novel)
+           for m in ("student", "teacher")}
     run = EvalRun({}, None)
     keys = ["student_segment", "student_label", "student_total", "teacher_2d", "teacher_total"]
     run.seconds = {k: [] for k in keys}
     if warmup and scenes:
         segmenter.segment(scenes[0].points, scenes[0].colors)
-    for sc in scenes:
+    for sc in tqdm(scenes, desc="folk-eval", unit="scene", disable=not progress):
         gt_labels = sc.instance_labels()
         seg_times = []
         for _ in range(max(1, repeats)):
@@ -113,11 +126,23 @@ def evaluate_scenes(
                 ev_t.process(sc.instance_ids, gt_labels, [])
             run.seconds["teacher_2d"].append(t4 - t3)
             run.seconds["teacher_total"].append(t1 - t0 + t4 - t3)
+        if gt_masks:
+            gm, _, glab = teacher_gt_masks(sc)
+            big = [i for i, m in enumerate(gm) if len(m) >= min_region_size
+                   and glab[i] in vocabulary]
+            gm, glab = [gm[i] for i in big], [str(glab[i]) for i in big]
+            rec["student"].process(glab, segmenter.embed_masks(sc.points, sc.colors, gm))
+            if teacher_classifier is not None and gm:
+                rec["teacher"].process(glab, teacher_classifier.classify(sc, gm).embeddings)
         logger.info("%s: %d proposals, student %.2f s%s", sc.name, len(masks), t2 - t0,
                     f", teacher 2D {run.seconds['teacher_2d'][-1]:.2f} s"
                     if teacher_classifier is not None else "")
     run.student = ev_s.evaluate()
     run.teacher = ev_t.evaluate() if teacher_classifier is not None else None
+    if gt_masks:
+        run.recognition = {"student": rec["student"].evaluate()}
+        if teacher_classifier is not None:
+            run.recognition["teacher"] = rec["teacher"].evaluate()
     return run
 
 
@@ -147,6 +172,17 @@ def markdown_report(summary: dict[str, Any], title: str = "Student vs teacher pi
         lines.append(f"| {k} | {v:.3f} |")
     if "speedup_teacher_over_student" in summary:
         lines.append(f"| teacher / student | {summary['speedup_teacher_over_student']:.1f}x |")
+    rec = summary.get("recognition")
+    if rec:
+        lines += ["", "Recognition on ground-truth masks (top-1 / top-5 %, mean per-class "
+                  "top-1 %, instances):", "",
+                  "| method | split | top-1 | top-5 | class mean top-1 | instances |",
+                  "|---|---|---|---|---|---|"]
+        for name, r in rec.items():
+            for split in ("all", "base", "novel"):
+                d = r[split]
+                lines.append(f"| {name} | {split} | {_fmt(d['top1'])} | {_fmt(d['topk'])} | "
+                             f"{_fmt(d['mean_class_top1'])} | {d['instances']} |")
     lines += ["", "Per class AP50 (student / teacher):", "", "| class | student | teacher |",
               "|---|---|---|"]
     ps = summary["student"]["class_aware"]["per_class"]

@@ -1,0 +1,82 @@
+"""Recognition on ground-truth masks: how well a method names an object it is given.
+
+AP mixes two things: whether the proposals found an object and whether it was named right.
+This evaluator takes the second alone: every evaluated GT instance (not a stuff class, at
+least ``min_region_size`` points) is embedded by a method and labelled against the
+vocabulary; it reports top-1 / top-5 accuracy over all, base and novel instances, the mean
+of per-class top-1 (every class weighs the same), and per class.
+
+Use as detectron2's evaluators are used: ``reset()``, ``process(...)`` per scene,
+``evaluate()`` at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from folk_model.labelling import label_embeddings
+
+
+class RecognitionEvaluator:
+    """Top-k accuracy of instance embeddings [K, D] against text embeddings [C, D].
+
+    Args:
+        vocabulary: evaluated class names, in the order of the text embeddings.
+        text_embeddings: float32 [C, D].
+        novel: class names held out from training (reported apart).
+        top_k: the wider accuracy reported beside top-1.
+    """
+
+    def __init__(self, vocabulary: Sequence[str], text_embeddings: np.ndarray,
+                 novel: Sequence[str] = (), top_k: int = 5) -> None:
+        self.vocabulary = list(vocabulary)
+        self.text = np.asarray(text_embeddings, np.float32)
+        self.novel = set(novel)
+        self.top_k = top_k
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every processed instance."""
+        self._cls: list[str] = []
+        self._rank: list[int] = []  # rank of the GT class (0 = top-1); -1 = no embedding
+
+    def process(self, gt_labels: Sequence[str], embeddings: np.ndarray) -> None:
+        """One scene: GT class names [K] of the instances and their embeddings [K, D]
+        (a zero row, e.g. a mask seen in no view, counts as wrong)."""
+        emb = np.asarray(embeddings, np.float32).reshape(len(gt_labels), -1)
+        keep = [i for i, c in enumerate(gt_labels) if c in self.vocabulary]
+        if not keep:
+            return
+        lab = label_embeddings(emb[keep], self.text, top_k=len(self.vocabulary))
+        for j, i in enumerate(keep):
+            gt = self.vocabulary.index(gt_labels[i])
+            has = bool(np.any(emb[i]))
+            self._cls.append(gt_labels[i])
+            self._rank.append(int(np.flatnonzero(lab.topk_index[j] == gt)[0]) if has else -1)
+
+    def evaluate(self) -> dict[str, Any]:
+        """{"all" | "base" | "novel": {"top1", "topk", "mean_class_top1", "instances"},
+        "per_class": {class: {"top1", "instances"}}, "top_k"}; NaN where a split is empty."""
+        cls = np.array(self._cls, dtype=object)
+        rank = np.array(self._rank, np.int64)
+
+        def split(mask: np.ndarray) -> dict[str, float]:
+            n = int(mask.sum())
+            if n == 0:
+                return {"top1": float("nan"), "topk": float("nan"),
+                        "mean_class_top1": float("nan"), "instances": 0}
+            r = rank[mask]
+            per = [float(np.mean(rank[mask & (cls == c)] == 0)) for c in sorted(set(cls[mask]))]
+            return {"top1": float(np.mean(r == 0)),
+                    "topk": float(np.mean((r >= 0) & (r < self.top_k))),
+                    "mean_class_top1": float(np.mean(per)), "instances": n}
+
+        is_novel = np.array([c in self.novel for c in cls], bool)
+        every = np.ones(len(cls), bool)
+        per_class = {c: {"top1": float(np.mean(rank[cls == c] == 0)),
+                         "instances": int((cls == c).sum())} for c in sorted(set(cls))}
+        return {"all": split(every), "base": split(~is_novel), "novel": split(is_novel),
+                "per_class": per_class, "top_k": self.top_k}
