@@ -176,3 +176,24 @@ def test_worker_period_changes_take_effect_quickly():
         assert len(calls) >= 3
     finally:
         w.stop()
+
+
+def test_config_file_matches_node_defaults() -> None:
+    """folk_ros/config/segment.yaml documents every parameter with the node's own default:
+    the file a user copies must not drift from what the node does without it."""
+    from pathlib import Path
+
+    import yaml
+
+    from folk_ros.node import PARAMS
+
+    path = Path(__file__).resolve().parents[1] / "folk_ros" / "config" / "segment.yaml"
+    params = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+    assert set(params) == set(PARAMS), (sorted(set(PARAMS) - set(params)),
+                                        sorted(set(params) - set(PARAMS)))
+    for name, (default, *_rest) in PARAMS.items():
+        value = params[name]
+        if isinstance(default, float):
+            assert value == pytest.approx(default), name
+        else:
+            assert value == default, name
