@@ -169,3 +169,19 @@ def test_recognition_evaluator_hand_computed() -> None:
     assert r["per_class"]["lamp"] == {"top1": 0.0, "instances": 2}
     ev.reset()
     assert math.isnan(ev.evaluate()["novel"]["top1"])
+
+
+def test_scene_picture_and_correctness(tmp_path) -> None:
+    from folk_model.eval.picture import Panel, draw_panels, prediction_correct
+
+    gt, labels = _scene()
+    assert prediction_correct(gt, labels, np.arange(0, 200), "chair")
+    assert not prediction_correct(gt, labels, np.arange(0, 200), "table")  # wrong class
+    assert not prediction_correct(gt, labels, np.arange(0, 90), "chair")  # IoU 0.45
+    assert not prediction_correct(gt, labels, np.arange(850, 900), "chair")  # unannotated
+    pts = np.random.default_rng(0).random((1000, 3)).astype(np.float32)
+    col = np.full((1000, 3), 128, np.uint8)
+    path = tmp_path / "scene.png"
+    draw_panels(path, pts, col, [Panel("gt", [np.arange(0, 200)], ["chair"]),
+                                 Panel("student", [np.arange(0, 200)], ["table"], [False])])
+    assert path.stat().st_size > 10_000

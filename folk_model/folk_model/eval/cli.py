@@ -10,9 +10,11 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from folk_model.config import TeacherConfig
 
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="time the student as the median of this many runs per scene")
     ap.add_argument("--gt-masks", action="store_true",
                     help="also measure recognition (top-1/top-5) on the ground-truth masks")
+    ap.add_argument("--pictures", type=int, default=3,
+                    help="write <out>/scene_<name>.png (GT, student, teacher from above) for "
+                         "the first N scenes")
     ap.add_argument("--teacher-config", default=str(DEFAULT_TEACHER_CONFIG),
                     help="YAML with a 'teacher:' section (the settings the teacher targets "
                          "were made with)")
@@ -83,18 +88,51 @@ def main(argv: list[str] | None = None) -> int:
 
         clf = TeacherClassifier(encoder, teacher_config(args.teacher_config), vocab,
                                 text_embeddings=text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     run = evaluate_scenes(segmenter, scenes, vocab, text, novel, clf, args.min_region_size,
-                          repeats=args.repeats, gt_masks=args.gt_masks, progress=True)
+                          repeats=args.repeats, gt_masks=args.gt_masks, progress=True,
+                          on_scene=scene_pictures(out, args.pictures, vocab))
     summary = run.summary()
     summary.update({"weights": str(args.weights), "encoder": encoder.info(),
                     "vocabulary": vocab, "novel": novel, "split": args.split,
                     "device": args.device})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(summary, indent=1))
     (out / "eval.md").write_text(markdown_report(summary))
     logger.info("wrote %s and %s", out / "eval.json", out / "eval.md")
     return 0
+
+
+def scene_pictures(out: Path, count: int, vocabulary: Sequence[str],
+                   min_conf: float = 0.1) -> Callable[[Any, Any], None] | None:
+    """An ``on_scene`` callback drawing the first ``count`` scenes (predictions with a
+    confidence of at least ``min_conf``) into ``out/scene_<name>.png``; None for 0."""
+    if count <= 0:
+        return None
+    from folk_model.eval.picture import Panel, draw_panels, prediction_correct
+
+    drawn: list[str] = []
+
+    def draw(scene: Any, o: Any) -> None:
+        if len(drawn) >= count:
+            return
+        drawn.append(scene.name)
+        gt = {k: v for k, v in scene.instance_labels().items() if v in vocabulary}
+        ids = scene.instance_ids
+        panels = [Panel("ground truth", [np.flatnonzero(ids == k) for k in gt], list(gt.values()))]
+        methods = [("student", o.student_labels, o.student_conf)]
+        if o.teacher_labels is not None:
+            methods.append(("teacher pipeline", o.teacher_labels, o.teacher_conf))
+        for name, labels, conf in methods:
+            keep = [j for j in range(len(o.masks)) if conf[j] >= min_conf and labels[j]]
+            masks = [o.masks[j] for j in keep]
+            labs = [labels[j] for j in keep]
+            panels.append(Panel(name, masks, labs, [prediction_correct(ids, gt, m, lab)
+                                                    for m, lab in zip(masks, labs)]))
+        draw_panels(out / f"scene_{scene.name}.png", scene.points, scene.colors, panels,
+                    title=f"{scene.name}: labels right (green) or wrong (red) at IoU 0.5")
+
+    return draw
 
 
 def evaluation_vocabulary(data_root: str | Path, manifest: dict[str, Any],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,23 @@ class EvalRun:
         return out
 
 
+@dataclass
+class SceneOutputs:
+    """What both methods said about one scene (handed to ``evaluate_scenes``' ``on_scene``).
+
+    Attributes:
+        masks: the student's proposals, int64 point-index arrays into the scene's points.
+        student_labels / student_conf: each proposal's student label and confidence.
+        teacher_labels / teacher_conf: the same from the teacher pipeline (None without it).
+    """
+
+    masks: list[np.ndarray]
+    student_labels: list[str]
+    student_conf: np.ndarray
+    teacher_labels: list[str] | None = None
+    teacher_conf: np.ndarray | None = None
+
+
 def _predictions(masks: Sequence[np.ndarray], labels: Sequence[str],
                  conf: np.ndarray) -> list[Prediction]:
     return [Prediction(m, lab, float(c)) for m, lab, c in zip(masks, labels, conf) if lab]
@@ -69,6 +86,7 @@ def evaluate_scenes(
     repeats: int = 1,
     gt_masks: bool = False,
     progress: bool = False,
+    on_scene: Callable[[Any, SceneOutputs], None] | None = None,
 ) -> EvalRun:
     """Run both methods over ``scenes`` (``Scene`` objects) and compute AP.
 
@@ -82,6 +100,7 @@ def evaluate_scenes(
         gt_masks: also measure recognition on the GT masks (``RecognitionEvaluator``): both
             methods embed every evaluated GT instance, which isolates naming from proposals.
         progress: show a progress bar over the scenes.
+        on_scene: called with (scene, SceneOutputs) after each scene (pictures, dumps).
     """
     from tqdm import tqdm
 
@@ -108,8 +127,9 @@ def evaluate_scenes(
         lab = label_embeddings(res.embeddings(segmenter.embed_dim), text_embeddings)
         s_labels = [vocabulary[int(i)] for i in lab.label_index]
         t2 = time.perf_counter()
+        outputs = SceneOutputs(masks, s_labels, prop_score * lab.score)
         ev_s.process(sc.instance_ids, gt_labels, _predictions(masks, s_labels,
-                                                              prop_score * lab.score))
+                                                              outputs.student_conf))
         run.seconds["student_segment"].append(t1 - t0)
         run.seconds["student_label"].append(t2 - t1)
         run.seconds["student_total"].append(t2 - t0)
@@ -120,12 +140,16 @@ def evaluate_scenes(
             out = teacher_classifier.classify(sc, masks) if masks else None
             t4 = time.perf_counter()
             if out is not None:
+                outputs.teacher_labels = list(out.labels)
+                outputs.teacher_conf = prop_score * out.scores
                 ev_t.process(sc.instance_ids, gt_labels,
-                             _predictions(masks, out.labels, prop_score * out.scores))
+                             _predictions(masks, out.labels, outputs.teacher_conf))
             else:
                 ev_t.process(sc.instance_ids, gt_labels, [])
             run.seconds["teacher_2d"].append(t4 - t3)
             run.seconds["teacher_total"].append(t1 - t0 + t4 - t3)
+        if on_scene is not None:
+            on_scene(sc, outputs)
         if gt_masks:
             gm, _, glab = teacher_gt_masks(sc)
             big = [i for i, m in enumerate(gm) if len(m) >= min_region_size

@@ -75,7 +75,7 @@ def distill_targets(
     view_weights: np.ndarray | None = None,
     fallback: str = "best_view",
     unlabelled: str = "none",
-    consensus_min_cos: float = 0.8,
+    consensus_min_cos: float = 0.7,
 ) -> DistillTargets:
     """Targets for K instances from their teacher views.
 

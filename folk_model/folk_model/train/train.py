@@ -87,7 +87,7 @@ def build_train_scene(
     stuff: Sequence[str],
     fallback: str,
     unlabelled: str = "none",
-    consensus_min_cos: float = 0.8,
+    consensus_min_cos: float = 0.7,
 ) -> tuple[TrainScene, dict[str, int]]:
     """Assemble a TrainScene; returns it and counts of target sources.
 
