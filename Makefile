@@ -27,9 +27,12 @@ format:  ## ruff's fixes and formatter
 demo:  ## node + scene player over DDS on the embedded demo weights; prints and draws instances
 	$(PY) -m folk_ros.demo --out out/demo
 
-data:  ## synthetic ScanNet-layout dataset into data/synth (train + val)
-	$(VENV)/bin/folk-synth --out data/synth --scenes 24 --seed 0 --split train --preview
-	$(VENV)/bin/folk-synth --out data/synth --scenes 8 --seed 1 --split val --preview
+TRAIN_SCENES ?= 120
+VAL_SCENES ?= 40
+
+data:  ## synthetic ScanNet-layout dataset into data/synth (120 train + 40 val rooms, ~30 min)
+	$(VENV)/bin/folk-synth --out data/synth --scenes $(TRAIN_SCENES) --seed 0 --split train --preview
+	$(VENV)/bin/folk-synth --out data/synth --scenes $(VAL_SCENES) --seed 1 --split val --preview
 
 teacher:  ## 2D teacher embeddings for every scene of data/synth
 	$(VENV)/bin/folk-teacher data/synth --out data/synth/teacher --config folk_model/folk_model/configs/teacher_offline.yaml --picture

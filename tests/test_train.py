@@ -80,6 +80,35 @@ def test_unlabelled_consensus_targets() -> None:
         distill_targets(views, valid, gt, text, unlabelled="all")
 
 
+def test_relational_loss() -> None:
+    """KL between similarity distributions over concept texts: zero for equal embeddings,
+    small for a close one, larger when the ranking of the words flips."""
+    from folk_model.train.losses import relational_loss
+
+    concepts = torch.eye(3, 4)
+    t = torch.nn.functional.normalize(torch.tensor([[1.0, 0.5, 0.0, 0.0]]), dim=1)
+    assert relational_loss(t, t, concepts, 0.05).item() == pytest.approx(0.0, abs=1e-6)
+    close = torch.nn.functional.normalize(torch.tensor([[1.0, 0.4, 0.0, 0.0]]), dim=1)
+    swapped = torch.nn.functional.normalize(torch.tensor([[0.5, 1.0, 0.0, 0.0]]), dim=1)
+    assert 0 < relational_loss(close, t, concepts, 0.05) < relational_loss(swapped, t,
+                                                                            concepts, 0.05)
+    e = swapped.clone().requires_grad_(True)
+    relational_loss(e, t, concepts, 0.05).backward()
+    assert e.grad is not None and torch.isfinite(e.grad).all() and e.grad.abs().sum() > 0
+    assert relational_loss(torch.zeros(0, 4), torch.zeros(0, 4), concepts, 0.05).item() == 0
+
+
+def test_concept_sets() -> None:
+    from folk_model.vl.concepts import CONCEPT_SETS, concept_names
+
+    names = concept_names("imagenet1k")
+    assert len(names) == 1000 and len(set(names)) > 990
+    assert any("table lamp" in n for n in names)
+    assert set(CONCEPT_SETS) == {"imagenet1k"}
+    with pytest.raises(ValueError, match="unknown concept set"):
+        concept_names("lvis")
+
+
 def _cfgs(out: str, epochs: int) -> tuple[TrainConfig, StudentConfig]:
     cfg = TrainConfig(out_dir=out, epochs=epochs, steps_per_epoch=3, lr=5e-3,
                       crop_points=12000, proposal_warmup_epochs=1, seed=0)
@@ -93,13 +122,15 @@ def test_tiny_training_run_loss_down_weights_load_resume(tmp_path) -> None:
     scenes, text = toy_train_scenes(2, DIM)
     info = {"backend": "toy", "model": "toy", "dim": DIM}
     cfg, scfg = _cfgs(str(tmp_path / "run"), 5)
-    res = train(cfg, scfg, scenes, text, info, CLASSES, progress=False)
+    concepts = np.random.default_rng(5).normal(size=(24, DIM)).astype(np.float32)
+    res = train(cfg, scfg, scenes, text, info, CLASSES, progress=False,
+                concept_emb=_unit(concepts))
     # the score loss joins after the warm-up epoch, so compare the terms present throughout
     first, last = res.history[0], res.history[-1]
-    keys = ("fg", "offset", "distill", "label", "dense")
+    keys = ("fg", "offset", "distill", "label", "relational", "dense")
     assert sum(last[k] for k in keys) < 0.7 * sum(first[k] for k in keys), res.history
     assert last["distill"] < first["distill"] and last["label"] < first["label"]
-    assert last["dense"] < first["dense"]
+    assert last["dense"] < first["dense"] and last["relational"] < first["relational"]
     for name in ("config.yaml", "ckpt_last.pt", "curves.png", "history.json", "student.json"):
         assert (tmp_path / "run" / name).is_file(), name
     assert "seed: 0" in (tmp_path / "run" / "config.yaml").read_text()

@@ -144,6 +144,12 @@ class TrainConfig:
     # instance's target and label (weight of those terms, relative to the instance terms)
     w_dense: float = 1.0
     dense_voxels_per_instance: int = 128  # voxels sampled per instance for the dense terms
+    # relational distillation: teacher and student compared by their similarity distributions
+    # over a generic concept vocabulary (folk_model.vl.concepts; "" = off)
+    concepts: str = "imagenet1k"
+    w_relational: float = 1.0  # weight of the relational term (instance and dense)
+    # softmax temperature over concept similarities (0.05: teacher perplexity ~4 concepts)
+    relational_temperature: float = 0.05
     proposal_warmup_epochs: int = 2  # epochs before predicted proposals train the score head
     checkpoint_every: int = 1  # save a checkpoint every n epochs (and always at the end)
     max_scenes: int = 0  # use at most this many training scenes; 0 = all

@@ -77,8 +77,13 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
             sources[k] = sources.get(k, 0) + v
     logger.info("%d training scenes, %d classes; distillation targets by source: %s",
                 len(scenes), len(vocab), sources)
+    concept_emb = None
+    if cfg.concepts:
+        from folk_model.vl.concepts import concept_names
+
+        concept_emb = encoder.encode_texts(concept_names(cfg.concepts))
     return {"scenes": scenes, "text_emb": text, "encoder_info": info, "vocab": vocab,
-            "extra_manifest": {"target_sources": sources}}
+            "extra_manifest": {"target_sources": sources}, "concept_emb": concept_emb}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,11 +154,14 @@ class DistillModule(nn.Module):
     dict of scalar losses (key ``loss`` is the weighted total) and counts.
     """
 
-    def __init__(self, student: FolkStudent, cfg: TrainConfig, text_emb: torch.Tensor) -> None:
+    def __init__(self, student: FolkStudent, cfg: TrainConfig, text_emb: torch.Tensor,
+                 concept_emb: torch.Tensor | None = None) -> None:
         super().__init__()
         self.student = student
         self.cfg = cfg
         self.register_buffer("text_emb", text_emb, persistent=False)
+        # unit [C, D] generic concept texts of the relational term (None: term off)
+        self.register_buffer("concept_emb", concept_emb, persistent=False)
         self.use_proposals = False
 
     def forward(self, samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, TrainScene]]
@@ -219,7 +222,7 @@ class DistillModule(nn.Module):
                 prop_match = iou.argmax(1)
         sets = gt_sets + prop_sets
         zero = out.fg_logit.sum() * 0.0
-        l_score = l_dist = l_label = zero
+        l_score = l_dist = l_label = l_rel = zero
         # each GT set's distillation target (None: none) and training class (-1: none)
         gt_tgt: list[np.ndarray | None] = []
         gt_cls: list[int] = []
@@ -249,30 +252,40 @@ class DistillModule(nn.Module):
                 tgt_t = torch.from_numpy(np.stack(
                     [gt_tgt[g] for g in gts if gt_tgt[g] is not None])).to(dev)
                 l_dist = losses.distill_loss(emb[d_rows], tgt_t)
+                l_rel = self._relational(emb[d_rows], tgt_t)
             if l_rows:
                 cls_t = torch.tensor([gt_cls[g] for g in gts if gt_cls[g] >= 0], device=dev)
                 l_label = losses.label_loss(emb[l_rows], self.text_emb, cls_t,
                                             self.cfg.temperature)
             n_dist, n_label = len(d_rows), len(l_rows)
-        l_dense = self._dense_loss(out.feat, gt_sets, gt_tgt, gt_cls) if gt_sets else zero
+        l_dense = zero
+        if gt_sets and self.cfg.w_dense > 0:
+            l_dense = self._dense_loss(out.feat, gt_sets, gt_tgt, gt_cls)
         cfg = self.cfg
         total = (cfg.w_proposal * (l_fg + l_off + l_score) + cfg.w_distill * l_dist
-                 + cfg.w_label * l_label + cfg.w_dense * l_dense)
+                 + cfg.w_label * l_label + cfg.w_relational * l_rel + cfg.w_dense * l_dense)
         return {
             "loss": total, "fg": l_fg.detach(), "offset": l_off.detach(),
             "score": l_score.detach(), "distill": l_dist.detach(), "label": l_label.detach(),
-            "dense": l_dense.detach(),
+            "relational": l_rel.detach(), "dense": l_dense.detach(),
             "n_distill": torch.tensor(float(n_dist)), "n_label": torch.tensor(float(n_label)),
             "n_proposals": torch.tensor(float(len(prop_sets))),
         }
 
 
+    def _relational(self, emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The relational term for unit embeddings [K, D] and targets [K, D] (0 when off)."""
+        if self.concept_emb is None or emb.shape[0] == 0:
+            return emb.sum() * 0.0
+        return losses.relational_loss(emb, target, self.concept_emb,
+                                      self.cfg.relational_temperature)
+
     def _dense_loss(self, feat: torch.Tensor, gt_sets: list[np.ndarray],
                     gt_tgt: list[np.ndarray | None], gt_cls: list[int]) -> torch.Tensor:
         """Dense distillation on up to ``dense_voxels_per_instance`` voxels of each GT set:
-        w_distill * (1 - cos) to the instance's target + w_label * cross-entropy against its
-        training label, over per-voxel embeddings. Sampling a fixed number of voxels per
-        instance weighs a cup like a bed."""
+        w_distill * (1 - cos) and w_relational * relational term towards the instance's
+        target, + w_label * cross-entropy against its training label, over per-voxel
+        embeddings. Sampling a fixed number of voxels per instance weighs a cup like a bed."""
         cfg, dev = self.cfg, feat.device
         n = max(1, cfg.dense_voxels_per_instance)
         vox, owner = [], []
@@ -290,8 +303,9 @@ class DistillModule(nn.Module):
         has_t = np.array([gt_tgt[g] is not None for g in own])
         if has_t.any():
             tgt = torch.from_numpy(np.stack([gt_tgt[g] for g in own[has_t]])).to(dev)
-            loss = loss + cfg.w_distill * losses.distill_loss(
-                emb[torch.from_numpy(has_t).to(dev)], tgt)
+            e = emb[torch.from_numpy(has_t).to(dev)]
+            loss = loss + (cfg.w_distill * losses.distill_loss(e, tgt)
+                           + cfg.w_relational * self._relational(e, tgt))
         has_c = np.array([gt_cls[g] >= 0 for g in own])
         if has_c.any():
             cls_t = torch.tensor([gt_cls[g] for g in own[has_c]], device=dev)
@@ -323,7 +337,7 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ["loss", "fg", "offset", "score", "distill", "label", "dense"]
+    keys = ["loss", "fg", "offset", "score", "distill", "label", "relational", "dense"]
     fig, ax = plt.subplots(1, 1, figsize=(7, 4))
     ep = [h["epoch"] for h in history]
     for k in keys:
@@ -348,6 +362,7 @@ def train(
     progress: bool = True,
     vl_cfg: VLConfig | None = None,
     extra_manifest: dict[str, Any] | None = None,
+    concept_emb: np.ndarray | None = None,
 ) -> TrainResult:
     """Train the student on ``scenes``; writes into ``cfg.out_dir``:
 
@@ -358,6 +373,8 @@ def train(
     Args:
         text_emb: float32 [C, D] text embeddings of ``vocab`` (the training classes).
         encoder_info: the VL encoder's ``info()`` recorded in the weights' manifest.
+        concept_emb: float32 [C, D] text embeddings of ``cfg.concepts`` (relational term);
+            None turns the term off.
     """
     rank, world, local_rank = _ddp_env()
     distributed = world > 1 or "RANK" in os.environ
@@ -391,7 +408,9 @@ def train(
                            cfg.init_weights)
         student.load_state_dict(init.model.state_dict())
         logger.info("initialised from %s", cfg.init_weights)
-    module = DistillModule(student, cfg, torch.from_numpy(np.asarray(text_emb, np.float32)))
+    module = DistillModule(
+        student, cfg, torch.from_numpy(np.asarray(text_emb, np.float32)),
+        None if concept_emb is None else torch.from_numpy(np.asarray(concept_emb, np.float32)))
     module.to(device)
     my_scenes = scenes[rank::world] or scenes
     steps_per_epoch = cfg.steps_per_epoch or math.ceil(len(my_scenes) / cfg.batch_scenes)
