@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from folk_model.data.loader import SceneError
+
 CAMERA_FRAME = "camera_color_optical_frame"
 
 
@@ -42,34 +44,29 @@ def load_frames(scene: Path, max_frames: int = 0, scale: float = 1.0
                 ) -> tuple[list[Frame], np.ndarray]:
     """Frames of a ScanNet-layout scene and the colour intrinsic [3, 3] (scaled by ``scale``).
 
-    Frames with a non-finite pose (ScanNet marks lost tracking with -inf) are skipped.
+    Read through ``folk_model.data.loader`` (the checks and error messages of training and
+    evaluation); frames with a non-finite pose (ScanNet marks lost tracking with -inf) are
+    skipped. Depth is resized to the colour image when their sizes differ (ScanNet: 1296x968
+    colour, 640x480 depth), so one camera_info serves both.
     """
     from PIL import Image as PILImage
 
-    if not (scene / "color").is_dir():
-        raise FileNotFoundError(f"{scene} is not a ScanNet-layout scene (no color/ folder)")
-    ids = sorted(int(p.stem) for p in (scene / "color").glob("*.jpg"))
-    if max_frames:
-        ids = ids[:max_frames]
-    k = np.loadtxt(scene / "intrinsic" / "intrinsic_color.txt")[:3, :3].copy()
+    from folk_model.data.loader import load_color, load_depth, load_scene
+
+    sc = load_scene(scene, skip_invalid_poses=True, with_cloud=False)
+    ids = sc.frame_ids[:max_frames] if max_frames else sc.frame_ids
+    k = sc.intrinsic_color.copy()
     k[:2] *= scale
     frames = []
-    for i in ids:
-        pose = np.loadtxt(scene / "pose" / f"{i}.txt").reshape(4, 4)
-        if not np.all(np.isfinite(pose)):
-            continue
-        img = PILImage.open(scene / "color" / f"{i}.jpg").convert("RGB")
-        dimg = PILImage.open(scene / "depth" / f"{i}.png")
+    for i, pose in zip(ids, sc.poses):
+        img = PILImage.fromarray(load_color(sc, i))
+        depth = np.round(load_depth(sc, i) * sc.depth_scale).astype(np.uint16)
         w, h = round(img.width * scale), round(img.height * scale)
         if (w, h) != img.size:
             img = img.resize((w, h), PILImage.BILINEAR)
-        color = np.asarray(img, np.uint8)
-        depth = np.asarray(dimg).astype(np.uint16)
         if depth.shape != (h, w):
             depth = np.asarray(PILImage.fromarray(depth).resize((w, h), PILImage.NEAREST))
-        frames.append(Frame(color, depth.astype(np.uint16), pose))
-    if not frames:
-        raise FileNotFoundError(f"{scene}: no frames with colour, depth and a finite pose")
+        frames.append(Frame(np.asarray(img, np.uint8), depth, pose))
     return frames, k
 
 
@@ -276,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.bag is not None:
             return play_bag(node, args.bag, args)
         return play_scene(node, args.scene, args)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, SceneError) as exc:
         print(f"folk_player: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):

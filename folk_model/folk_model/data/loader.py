@@ -207,8 +207,13 @@ def _read_gt(scene_dir: Path, name: str, n: int, table: dict[int, str]
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
-def load_scene(path: str | Path, skip_invalid_poses: bool = False) -> Scene:
+def load_scene(path: str | Path, skip_invalid_poses: bool = False,
+               with_cloud: bool = True) -> Scene:
     """Read the scene folder ``path`` (frames stay on disk; read them with ``load_color`` ...).
+
+    ``with_cloud=False`` reads only the frames' index, poses and intrinsics: for a recording
+    that has no fused cloud or ground truth yet (the scene player). The cloud arrays are then
+    empty.
 
     Raises ``SceneError`` naming the file when a file is missing, unreadable, of the wrong size
     (first colour and depth frame are checked here, every frame when loaded) or a pose is corrupt.
@@ -259,9 +264,12 @@ def load_scene(path: str | Path, skip_invalid_poses: bool = False) -> Scene:
         if p.is_file():
             table = read_label_table(p)
             break
-    ply = root / f"{name}_vh_clean_2.ply"
-    points, colors = read_ply(ply)
-    inst, sem = _read_gt(root, name, len(points), table)
+    if with_cloud:
+        points, colors = read_ply(root / f"{name}_vh_clean_2.ply")
+        inst, sem = _read_gt(root, name, len(points), table)
+    else:
+        points, colors = np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
+        inst, sem = np.zeros(0, np.int32), np.zeros(0, np.int32)
     meta_path = root / "meta.json"
     meta: dict = {}
     if meta_path.is_file():
