@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="student seconds per scene: median of this many runs")
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--no-teacher", action="store_true")
+    ap.add_argument("--gt-masks", action="store_true",
+                    help="also print recognition (top-1) of both methods on the GT masks")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         clf = TeacherClassifier(encoder, teacher_config(str(DEFAULT_TEACHER_CONFIG)), vocab,
                                 text_embeddings=text)
         encoder.encode_images([np.zeros((64, 64, 3), np.uint8)])  # load the image model now
-    run = evaluate_scenes(seg, scenes, vocab, text, novel, clf, repeats=args.scene_repeats)
+    run = evaluate_scenes(seg, scenes, vocab, text, novel, clf, repeats=args.scene_repeats,
+                          gt_masks=args.gt_masks)
     s = run.summary()
     sec = s["seconds_per_scene"]
 
@@ -113,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     for split in ("all", "base", "novel"):
         print(f"AP50 {split:5s}: student {100 * ap50(s['student'], split):5.1f}   teacher "
               f"{100 * ap50(s['teacher'], split):5.1f}")
+    for method, rec in (s.get("recognition") or {}).items():
+        print(f"GT-mask top-1 {method:8s}: " + "  ".join(
+            f"{split} {100 * rec[split]['top1']:5.1f} (class mean "
+            f"{100 * rec[split]['mean_class_top1']:5.1f})" for split in ("all", "base", "novel")))
     print(f"class-agnostic AP50 (the shared proposals): "
           f"{100 * s['student']['class_agnostic']['AP50']:.1f}")
     print(f"{args.room_points}-point room: {room_s:.3f} s median of {args.repeats} "

@@ -342,8 +342,9 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     ep = [h["epoch"] for h in history]
     for k in keys:
         ax.plot(ep, [h.get(k, float("nan")) for h in history], label=k, marker=".")
+    ax.set_yscale("log")  # terms differ by 100x; each one's trend must stay visible
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean loss")
+    ax.set_ylabel("mean loss (log scale)")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
