@@ -9,6 +9,8 @@ A step: random room crop + augmentation -> voxelise -> UNet -> losses:
   ``proposal_warmup_epochs``) with ground truth;
 - distillation: 1 - cos(student embedding, label-consistent teacher target) on GT instances
   and on proposals matched to them (IoU >= 0.5);
+- relational distillation: KL between teacher and student similarity distributions over a
+  generic concept vocabulary (``concepts``), on the same rows as the cosine term;
 - label supervision: cross-entropy of the embedding against the text embeddings of the
   training labels;
 - dense terms (``w_dense``): the same distillation and label losses on per-voxel embeddings
@@ -272,7 +274,6 @@ class DistillModule(nn.Module):
             "n_proposals": torch.tensor(float(len(prop_sets))),
         }
 
-
     def _relational(self, emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The relational term for unit embeddings [K, D] and targets [K, D] (0 when off)."""
         if self.concept_emb is None or emb.shape[0] == 0:
@@ -409,6 +410,9 @@ def train(
                            cfg.init_weights)
         student.load_state_dict(init.model.state_dict())
         logger.info("initialised from %s", cfg.init_weights)
+    if cfg.concepts and concept_emb is None:
+        logger.warning("config names concept set %r but no concept embeddings were given: the "
+                       "relational term is off", cfg.concepts)
     module = DistillModule(
         student, cfg, torch.from_numpy(np.asarray(text_emb, np.float32)),
         None if concept_emb is None else torch.from_numpy(np.asarray(concept_emb, np.float32)))
@@ -493,6 +497,7 @@ def train(
             "scenes": [s.name for s in scenes], "epochs": cfg.epochs,
             "steps_per_epoch": steps_per_epoch, "seed": cfg.seed, "world_size": world,
             "final_loss": history[-1] if history else {},
+            "config": to_dict(cfg),
         }
         training.update(extra_manifest or {})
         weights = out / "student.pt"
