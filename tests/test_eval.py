@@ -166,7 +166,10 @@ def test_recognition_evaluator_hand_computed() -> None:
     assert r["novel"]["topk"] == pytest.approx(0.5)
     # per-class mean: chair 1, table 1, lamp 0
     assert r["all"]["mean_class_top1"] == pytest.approx(2 / 3)
-    assert r["per_class"]["lamp"] == {"top1": 0.0, "instances": 2}
+    # one lamp named "chair", one never embedded (no wrong name to count)
+    assert r["per_class"]["lamp"] == {"top1": 0.0, "instances": 2, "confused_with": "chair",
+                                      "confused_count": 1}
+    assert r["per_class"]["chair"]["confused_with"] == ""
     ev.reset()
     assert math.isnan(ev.evaluate()["novel"]["top1"])
 

@@ -109,6 +109,16 @@ def test_concept_sets() -> None:
         concept_names("lvis")
 
 
+def test_drop_named_concepts() -> None:
+    """Whole-word matches only: "table lamp" names lamp, "cupboard" does not name cup."""
+    from folk_model.vl.concepts import drop_named
+
+    kept, dropped = drop_named(["table lamp", "cupboard", "ashcan, trash can, garbage can",
+                                "studio couch, day bed", "Cup"], ["lamp", "cup", "trash can"])
+    assert dropped == ["table lamp", "ashcan, trash can, garbage can", "Cup"]
+    assert kept == ["cupboard", "studio couch, day bed"]
+
+
 def _cfgs(out: str, epochs: int) -> tuple[TrainConfig, StudentConfig]:
     cfg = TrainConfig(out_dir=out, epochs=epochs, steps_per_epoch=3, lr=5e-3,
                       crop_points=12000, proposal_warmup_epochs=1, seed=0)

@@ -148,6 +148,9 @@ class TrainConfig:
     # over a generic concept vocabulary (folk_model.vl.concepts; "" = off)
     concepts: str = "imagenet1k"
     w_relational: float = 1.0  # weight of the relational term (instance and dense)
+    # drop concept words that name a novel class ("table lamp" for "lamp"): the stricter
+    # protocol, for checking that the generic word list does not carry the held-out names
+    concepts_drop_novel: bool = False
     # softmax temperature over concept similarities (0.05: teacher perplexity ~4 concepts)
     relational_temperature: float = 0.05
     proposal_warmup_epochs: int = 2  # epochs before predicted proposals train the score head

@@ -207,6 +207,20 @@ def markdown_report(summary: dict[str, Any], title: str = "Student vs teacher pi
                 d = r[split]
                 lines.append(f"| {name} | {split} | {_fmt(d['top1'])} | {_fmt(d['topk'])} | "
                              f"{_fmt(d['mean_class_top1'])} | {d['instances']} |")
+        lines += ["", "Per class on ground-truth masks (top-1 %, instances, most frequent wrong "
+                  "name and its count):", "",
+                  "| class | " + " | ".join(rec) + " |", "|---|" + "---|" * len(rec)]
+        for c in next(iter(rec.values()))["per_class"]:
+            cells = []
+            for r in rec.values():
+                d = r["per_class"].get(c)
+                if d is None:
+                    cells.append("n/a")
+                    continue
+                wrong = f", -> {d['confused_with']} ({d['confused_count']})" \
+                    if d.get("confused_with") else ""
+                cells.append(f"{_fmt(d['top1'])} of {d['instances']}{wrong}")
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
     lines += ["", "Per class AP50 (student / teacher):", "", "| class | student | teacher |",
               "|---|---|---|"]
     ps = summary["student"]["class_aware"]["per_class"]

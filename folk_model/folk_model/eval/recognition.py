@@ -4,7 +4,8 @@ AP mixes two things: whether the proposals found an object and whether it was na
 This evaluator takes the second alone: every evaluated GT instance (not a stuff class, at
 least ``min_region_size`` points) is embedded by a method and labelled against the
 vocabulary; it reports top-1 / top-5 accuracy over all, base and novel instances, the mean
-of per-class top-1 (every class weighs the same), and per class.
+of per-class top-1 (every class weighs the same), per class, and each class's most frequent
+wrong name (where a novel class goes is the first thing to look at when it scores 0).
 
 Use as detectron2's evaluators are used: ``reset()``, ``process(...)`` per scene,
 ``evaluate()`` at the end.
@@ -42,6 +43,7 @@ class RecognitionEvaluator:
         """Forget every processed instance."""
         self._cls: list[str] = []
         self._rank: list[int] = []  # rank of the GT class (0 = top-1); -1 = no embedding
+        self._pred: list[str] = []  # top-1 name ("" = no embedding)
 
     def process(self, gt_labels: Sequence[str], embeddings: np.ndarray) -> None:
         """One scene: GT class names [K] of the instances and their embeddings [K, D]
@@ -56,10 +58,13 @@ class RecognitionEvaluator:
             has = bool(np.any(emb[i]))
             self._cls.append(gt_labels[i])
             self._rank.append(int(np.flatnonzero(lab.topk_index[j] == gt)[0]) if has else -1)
+            self._pred.append(self.vocabulary[int(lab.topk_index[j][0])] if has else "")
 
     def evaluate(self) -> dict[str, Any]:
         """{"all" | "base" | "novel": {"top1", "topk", "mean_class_top1", "instances"},
-        "per_class": {class: {"top1", "instances"}}, "top_k"}; NaN where a split is empty."""
+        "per_class": {class: {"top1", "instances", "confused_with", "confused_count"}},
+        "top_k"}; NaN where a split is empty. ``confused_with`` is the most frequent wrong
+        top-1 name of the class ("" when never wrong or never embedded)."""
         cls = np.array(self._cls, dtype=object)
         rank = np.array(self._rank, np.int64)
 
@@ -76,7 +81,16 @@ class RecognitionEvaluator:
 
         is_novel = np.array([c in self.novel for c in cls], bool)
         every = np.ones(len(cls), bool)
-        per_class = {c: {"top1": float(np.mean(rank[cls == c] == 0)),
-                         "instances": int((cls == c).sum())} for c in sorted(set(cls))}
+        pred = np.array(self._pred, dtype=object)
+        per_class = {}
+        for c in sorted(set(cls)):
+            wrong = [p for p in pred[(cls == c) & (rank != 0)] if p]
+            names, counts = np.unique(np.array(wrong, dtype=object), return_counts=True) \
+                if wrong else (np.array([]), np.array([], np.int64))
+            top = int(np.argmax(counts)) if len(counts) else -1
+            per_class[c] = {"top1": float(np.mean(rank[cls == c] == 0)),
+                            "instances": int((cls == c).sum()),
+                            "confused_with": str(names[top]) if top >= 0 else "",
+                            "confused_count": int(counts[top]) if top >= 0 else 0}
         return {"all": split(every), "base": split(~is_novel), "novel": split(is_novel),
                 "per_class": per_class, "top_k": self.top_k}

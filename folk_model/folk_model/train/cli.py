@@ -79,9 +79,14 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
                 len(scenes), len(vocab), sources)
     concept_emb = None
     if cfg.concepts:
-        from folk_model.vl.concepts import concept_names
+        from folk_model.vl.concepts import concept_names, drop_named
 
-        concept_emb = encoder.encode_texts(concept_names(cfg.concepts))
+        words = concept_names(cfg.concepts)
+        if cfg.concepts_drop_novel:
+            words, dropped = drop_named(words, cfg.novel_classes)
+            logger.info("concepts %s: dropped %d words that name a novel class: %s",
+                        cfg.concepts, len(dropped), "; ".join(dropped))
+        concept_emb = encoder.encode_texts(words)
     return {"scenes": scenes, "text_emb": text, "encoder_info": info, "vocab": vocab,
             "extra_manifest": {"target_sources": sources}, "concept_emb": concept_emb}
 
