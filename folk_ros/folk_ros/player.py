@@ -51,7 +51,7 @@ def load_frames(scene: Path, max_frames: int = 0, scale: float = 1.0
     """
     from PIL import Image as PILImage
 
-    from folk_model.data.loader import load_color, load_depth, load_scene
+    from folk_model.data.loader import load_color, load_depth_raw, load_scene
 
     sc = load_scene(scene, skip_invalid_poses=True, with_cloud=False)
     ids = sc.frame_ids[:max_frames] if max_frames else sc.frame_ids
@@ -60,7 +60,7 @@ def load_frames(scene: Path, max_frames: int = 0, scale: float = 1.0
     frames = []
     for i, pose in zip(ids, sc.poses):
         img = PILImage.fromarray(load_color(sc, i))
-        depth = np.round(load_depth(sc, i) * sc.depth_scale).astype(np.uint16)
+        depth = load_depth_raw(sc, i).astype(np.uint16)
         w, h = round(img.width * scale), round(img.height * scale)
         if (w, h) != img.size:
             img = img.resize((w, h), PILImage.BILINEAR)

@@ -9,10 +9,11 @@ from .loader import (
     list_scenes,
     load_color,
     load_depth,
+    load_depth_raw,
     load_instance_image,
     load_scene,
 )
 from .scene import Scene
 
-__all__ = ["Scene", "SceneError", "list_scenes", "load_color", "load_depth",
+__all__ = ["Scene", "SceneError", "list_scenes", "load_color", "load_depth", "load_depth_raw",
            "load_instance_image", "load_scene"]

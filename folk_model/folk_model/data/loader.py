@@ -302,14 +302,20 @@ def load_color(scene: Scene, frame_id: int) -> np.ndarray:
     return np.asarray(_open(scene.color_path(frame_id), scene.color_size).convert("RGB"))
 
 
-def load_depth(scene: Scene, frame_id: int) -> np.ndarray:
-    """Depth frame as float32 [H, W] metres, 0 where there is no depth."""
+def load_depth_raw(scene: Scene, frame_id: int) -> np.ndarray:
+    """Depth frame as stored: integer [H, W] in units of 1 / ``scene.depth_scale`` metres, 0
+    where there is no depth (what a ROS 16UC1 depth image carries)."""
     im = _open(scene.depth_path(frame_id), scene.depth_size)
     d = np.asarray(im)
     if d.dtype not in (np.uint16, np.int32, np.uint8) or d.ndim != 2:
         raise SceneError(f"{scene.depth_path(frame_id)}: expected a 16-bit single-channel PNG, "
                          f"got mode {im.mode}")
-    return d.astype(np.float32) / scene.depth_scale
+    return d
+
+
+def load_depth(scene: Scene, frame_id: int) -> np.ndarray:
+    """Depth frame as float32 [H, W] metres, 0 where there is no depth."""
+    return load_depth_raw(scene, frame_id).astype(np.float32) / scene.depth_scale
 
 
 def load_instance_image(scene: Scene, frame_id: int) -> np.ndarray:
@@ -343,6 +349,7 @@ __all__ = [
     "list_scenes",
     "load_color",
     "load_depth",
+    "load_depth_raw",
     "load_instance_image",
     "load_scene",
     "read_label_table",
