@@ -13,6 +13,7 @@ Use as detectron2's evaluators are used: ``reset()``, ``process(...)`` per scene
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,13 +85,12 @@ class RecognitionEvaluator:
         pred = np.array(self._pred, dtype=object)
         per_class = {}
         for c in sorted(set(cls)):
-            wrong = [p for p in pred[(cls == c) & (rank != 0)] if p]
-            names, counts = np.unique(np.array(wrong, dtype=object), return_counts=True) \
-                if wrong else (np.array([]), np.array([], np.int64))
-            top = int(np.argmax(counts)) if len(counts) else -1
-            per_class[c] = {"top1": float(np.mean(rank[cls == c] == 0)),
-                            "instances": int((cls == c).sum()),
-                            "confused_with": str(names[top]) if top >= 0 else "",
-                            "confused_count": int(counts[top]) if top >= 0 else 0}
+            mine = cls == c
+            wrong = Counter(p for p in pred[mine & (rank != 0)] if p)
+            # most frequent wrong name; ties go to the alphabetically first
+            name, count = min(wrong.items(), key=lambda kv: (-kv[1], kv[0]), default=("", 0))
+            per_class[c] = {"top1": float(np.mean(rank[mine] == 0)),
+                            "instances": int(mine.sum()),
+                            "confused_with": name, "confused_count": count}
         return {"all": split(every), "base": split(~is_novel), "novel": split(is_novel),
                 "per_class": per_class, "top_k": self.top_k}
