@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=DEFAULT_WEIGHTS)
-    ap.add_argument("--data-root", default="data/synth")
+    ap.add_argument("--data-root", nargs="+", default=["data/synth"],
+                    help="dataset root(s), their --split scenes evaluated together")
     ap.add_argument("--split", default="val")
     ap.add_argument("--max-scenes", type=int, default=0)
     ap.add_argument("--room-points", type=int, default=150_000)
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="student seconds per scene: median of this many runs")
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--no-teacher", action="store_true")
+    ap.add_argument("--bootstrap", type=int, default=1000,
+                    help="resamples of the paired scene bootstrap of AP50 (0: none)")
     ap.add_argument("--gt-masks", action="store_true",
                     help="also print recognition (top-1) of both methods on the GT masks")
     args = ap.parse_args(argv)
@@ -69,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
 
     encoder = create_vl_encoder(VLConfig())
     seg, manifest = load_weights(args.weights, "cpu", expect=encoder.info())
-    vocab, novel = evaluation_vocabulary(args.data_root, manifest)
+    vocab, novel = evaluation_vocabulary(args.data_root[0], manifest)
     text = encoder.encode_texts(vocab)
-    scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes)
+    scenes = [sc for root in args.data_root
+              for sc in load_eval_scenes(root, args.split, args.max_scenes)]
     clf = None
     if not args.no_teacher:
         from folk_model.eval.cli import DEFAULT_TEACHER_CONFIG, teacher_config
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                                 text_embeddings=text)
         encoder.encode_images([np.zeros((64, 64, 3), np.uint8)])  # load the image model now
     run = evaluate_scenes(seg, scenes, vocab, text, novel, clf, repeats=args.scene_repeats,
-                          gt_masks=args.gt_masks)
+                          gt_masks=args.gt_masks, bootstrap=args.bootstrap)
     s = run.summary()
     sec = s["seconds_per_scene"]
 
@@ -116,6 +120,19 @@ def main(argv: list[str] | None = None) -> int:
     for split in ("all", "base", "novel"):
         print(f"AP50 {split:5s}: student {100 * ap50(s['student'], split):5.1f}   teacher "
               f"{100 * ap50(s['teacher'], split):5.1f}")
+    boot = s.get("bootstrap")
+    if boot:
+        pct = round(100 * boot["confidence"])
+        for split in ("all", "base", "novel"):
+            m = boot["methods"]
+            line = f"AP50 {split:5s} {pct}% interval ({boot['samples']} scene resamples): " + \
+                "  ".join(f"{k} {100 * v[split]['low']:.1f}..{100 * v[split]['high']:.1f}"
+                          for k, v in m.items())
+            d = boot["differences"].get("student - teacher", {}).get(split)
+            if d:
+                line += (f"  student-teacher {100 * d['low']:+.1f}..{100 * d['high']:+.1f}, "
+                         f"P(student >= teacher) {d['p_a_ge_b']:.2f}")
+            print(line)
     for method, rec in (s.get("recognition") or {}).items():
         print(f"GT-mask top-1 {method:8s}: " + "  ".join(
             f"{split} {100 * rec[split]['top1']:5.1f} (class mean "

@@ -129,8 +129,10 @@ def test_evaluate_scenes_student_and_teacher_on_same_proposals() -> None:
                                    embeddings=np.tile(toy_text(8)[0], (len(masks), 1)))
 
     run = evaluate_scenes(seg, [scene], CLASSES, toy_text(8), ["sofa"], FakeTeacher(),
-                          min_region_size=10, repeats=2)
+                          min_region_size=10, repeats=2, bootstrap=20)
     s = run.summary()
+    assert set(s["bootstrap"]["methods"]) == {"student", "teacher"}
+    assert "student - teacher" in s["bootstrap"]["differences"]
     assert seen == run.num_proposals and s["teacher"] is not None
     assert s["student"]["class_agnostic"]["AP"] == s["teacher"]["class_agnostic"]["AP"]
     assert s["seconds_per_scene"]["teacher_total"] >= s["seconds_per_scene"]["student_segment"]
@@ -188,3 +190,65 @@ def test_scene_picture_and_correctness(tmp_path) -> None:
     draw_panels(path, pts, col, [Panel("gt", [np.arange(0, 200)], ["chair"]),
                                  Panel("student", [np.arange(0, 200)], ["table"], [False])])
     assert path.stat().st_size > 10_000
+
+
+def _random_evaluator(seed: int, scenes: int = 12) -> InstanceAPEvaluator:
+    """An evaluator over ``scenes`` copies of ``_scene`` with random labels and scores."""
+    gt, labels = _scene()
+    rng = np.random.default_rng(seed)
+    ev = InstanceAPEvaluator(["chair", "table"], novel=["table"])
+    for _ in range(scenes):
+        ev.process(gt, labels, [
+            Prediction(np.arange(0, 200), str(rng.choice(["chair", "table"])), rng.random()),
+            Prediction(np.arange(200, 500), str(rng.choice(["chair", "table"])), rng.random()),
+            Prediction(np.arange(850, 1000), "chair", rng.random()),  # unannotated: an FP
+        ])
+    return ev
+
+
+def test_paired_bootstrap_estimates_equal_the_evaluator_and_bound_differences() -> None:
+    from folk_model.eval.bootstrap import paired_bootstrap
+
+    a, b = _random_evaluator(0), _random_evaluator(1)
+    boot = paired_bootstrap({"a": a, "b": b}, samples=200, seed=0)
+    for name, ev in (("a", a), ("b", b)):
+        ca = ev.evaluate()["class_aware"]
+        m = boot["methods"][name]
+        # the point estimate is the evaluator's own AP50 (all scenes once)
+        assert m["all"]["estimate"] == pytest.approx(ca["AP50"])
+        assert m["base"]["estimate"] == pytest.approx(ca["base"]["AP50"])
+        assert m["novel"]["estimate"] == pytest.approx(ca["novel"]["AP50"])
+        assert m["all"]["low"] <= m["all"]["high"]
+        assert m["all"]["high"] - m["all"]["low"] > 0  # random labels: the scenes differ
+    d = boot["differences"]["a - b"]["all"]
+    assert d["estimate"] == pytest.approx(boot["methods"]["a"]["all"]["estimate"]
+                                          - boot["methods"]["b"]["all"]["estimate"])
+    assert 0.0 <= d["p_a_ge_b"] <= 1.0 and d["low"] <= d["high"]
+    # a method against itself: every resample's difference is exactly 0
+    same = paired_bootstrap({"a": a, "a2": a}, samples=50)["differences"]["a - a2"]["novel"]
+    assert same["low"] == same["high"] == 0.0 and same["p_a_ge_b"] == 1.0
+
+
+def test_paired_bootstrap_perfect_against_wrong_and_refuses_unpaired() -> None:
+    from folk_model.eval.bootstrap import paired_bootstrap
+
+    gt, labels = _scene()
+    good = InstanceAPEvaluator(["chair", "table"], novel=["table"])
+    bad = InstanceAPEvaluator(["chair", "table"], novel=["table"])
+    for _ in range(5):
+        good.process(gt, labels, [Prediction(np.arange(0, 200), "chair", 0.9),
+                                  Prediction(np.arange(200, 500), "table", 0.9)])
+        bad.process(gt, labels, [Prediction(np.arange(0, 200), "table", 0.9),
+                                 Prediction(np.arange(200, 500), "chair", 0.9)])
+    boot = paired_bootstrap({"good": good, "bad": bad}, samples=100)
+    assert boot["methods"]["good"]["novel"] == {"estimate": 1.0, "low": 1.0, "high": 1.0}
+    assert boot["methods"]["bad"]["all"]["high"] == 0.0
+    diff = boot["differences"]["good - bad"]["all"]
+    assert diff["low"] == diff["high"] == 1.0 and diff["p_a_ge_b"] == 1.0
+    md = markdown_report({"scenes": list("abcde"), "seconds_per_scene": {},
+                          "student": good.evaluate(), "teacher": bad.evaluate(),
+                          "bootstrap": boot})
+    assert "paired scene bootstrap" in md and "| good - bad | all | +100.0 |" in md
+    bad.process(gt, labels, [])
+    with pytest.raises(ValueError, match="number of scenes"):
+        paired_bootstrap({"good": good, "bad": bad}, samples=10)

@@ -60,25 +60,35 @@ def average_precision(y_true: np.ndarray, y_score: np.ndarray, hard_fn: int) -> 
     yt = np.asarray(y_true, np.float64)[order]
     cum = np.cumsum(yt)
     _, uniq_idx = np.unique(ys, return_index=True)
-    n_pr = len(uniq_idx) + 1
-    n_ex = len(ys)
     n_true = cum[-1]
-    precision = np.zeros(n_pr)
-    recall = np.zeros(n_pr)
-    cum = np.append(cum, 0)
-    for r, idx in enumerate(uniq_idx):
-        c = cum[idx - 1]
-        tp = n_true - c
-        fp = n_ex - idx - tp
-        fn = c + hard_fn
-        precision[r] = tp / (tp + fp) if tp + fp > 0 else 0.0
-        recall[r] = tp / (tp + fn) if tp + fn > 0 else 0.0
-    precision[-1] = 1.0
-    recall[-1] = 0.0
+    # one PR point per distinct confidence (ascending): detections at or above it are kept;
+    # the appended 0 makes cum[idx - 1] read 0 at idx 0 (vectorised, the bootstrap calls
+    # this ~10^5 times)
+    c = np.append(cum, 0.0)[uniq_idx - 1]
+    tp = n_true - c
+    fp = len(ys) - uniq_idx - tp
+    fn = c + hard_fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+    precision = np.append(precision, 1.0)
+    recall = np.append(recall, 0.0)
     rc = np.append(recall[0], recall)
     rc = np.append(rc, 0.0)
     steps = np.convolve(rc, [-0.5, 0, 0.5], "valid")
     return float(np.dot(precision, steps))
+
+
+@dataclass
+class SceneDetections:
+    """One class's scored detections in one scene at one IoU threshold (matching is per
+    scene, so a pooled AP is the AP of the concatenated detections)."""
+
+    y_true: np.ndarray  # float [P] 1 = TP, 0 = FP
+    y_score: np.ndarray  # float [P] confidences
+    hard_fn: int  # GT instances no detection matched
+    has_gt: bool
+    has_pred: bool
 
 
 @dataclass
@@ -164,59 +174,70 @@ class InstanceAPEvaluator:
         self._agnostic.append(self._match(gt, gt_labels, predictions, agnostic=True))
 
     @staticmethod
-    def _class_ap(scenes: list[_SceneMatch], cls: str, th: float) -> float:
+    def _scene_detections(s: _SceneMatch, cls: str, th: float) -> SceneDetections:
+        """Scored detections of class ``cls`` in one scene at IoU threshold ``th``."""
+        g_sel = [j for j, c in enumerate(s.gt_class) if c == cls]
+        p_sel = [i for i, c in enumerate(s.pred_class) if c == cls]
         y_true: list[float] = []
         y_score: list[float] = []
         hard_fn = 0
-        has_gt = has_pred = False
-        for s in scenes:
-            g_sel = [j for j, c in enumerate(s.gt_class) if c == cls]
-            p_sel = [i for i, c in enumerate(s.pred_class) if c == cls]
-            has_gt |= bool(g_sel)
-            has_pred |= bool(p_sel)
-            if not g_sel and not p_sel:
-                continue
-            if p_sel and g_sel:
-                inter = s.inter[np.ix_(p_sel, g_sel)].astype(np.float64)
-                union = s.pred_size[p_sel, None] + s.gt_size[None, g_sel] - inter
-                iou = inter / np.maximum(union, 1)
-            else:
-                iou = np.zeros((len(p_sel), len(g_sel)))
-            score = s.pred_score[p_sel]
-            matched = np.zeros(len(p_sel), bool)
-            for gj in range(len(g_sel)):
-                found = False
-                best = 0.0
-                for pi in np.flatnonzero(iou[:, gj] > 0):
-                    if matched[pi] or iou[pi, gj] <= th:
-                        continue
-                    conf = float(score[pi])
-                    if found:
-                        # two predictions on one GT: the less confident is a false positive
-                        y_true.append(0.0)
-                        y_score.append(min(best, conf))
-                        best = max(best, conf)
-                    else:  # (as ScanNet, only the first match is marked as used)
-                        found = True
-                        best = conf
-                        matched[pi] = True
-                if found:
-                    y_true.append(1.0)
-                    y_score.append(best)
-                else:
-                    hard_fn += 1
-            for pi in range(len(p_sel)):
-                if (iou[pi] > th).any():
+        if p_sel and g_sel:
+            inter = s.inter[np.ix_(p_sel, g_sel)].astype(np.float64)
+            union = s.pred_size[p_sel, None] + s.gt_size[None, g_sel] - inter
+            iou = inter / np.maximum(union, 1)
+        else:
+            iou = np.zeros((len(p_sel), len(g_sel)))
+        score = s.pred_score[p_sel]
+        matched = np.zeros(len(p_sel), bool)
+        for gj in range(len(g_sel)):
+            found = False
+            best = 0.0
+            for pi in np.flatnonzero(iou[:, gj] > 0):
+                if matched[pi] or iou[pi, gj] <= th:
                     continue
-                prop_ignore = s.ignore[p_sel[pi]] / max(1, s.pred_size[p_sel[pi]])
-                if prop_ignore <= th:
+                conf = float(score[pi])
+                if found:
+                    # two predictions on one GT: the less confident is a false positive
                     y_true.append(0.0)
-                    y_score.append(float(score[pi]))
-        if not has_gt:
+                    y_score.append(min(best, conf))
+                    best = max(best, conf)
+                else:  # (as ScanNet, only the first match is marked as used)
+                    found = True
+                    best = conf
+                    matched[pi] = True
+            if found:
+                y_true.append(1.0)
+                y_score.append(best)
+            else:
+                hard_fn += 1
+        for pi in range(len(p_sel)):
+            if (iou[pi] > th).any():
+                continue
+            prop_ignore = s.ignore[p_sel[pi]] / max(1, s.pred_size[p_sel[pi]])
+            if prop_ignore <= th:
+                y_true.append(0.0)
+                y_score.append(float(score[pi]))
+        return SceneDetections(np.array(y_true), np.array(y_score), hard_fn, bool(g_sel),
+                               bool(p_sel))
+
+    @staticmethod
+    def pooled_ap(parts: Sequence[SceneDetections]) -> float:
+        """AP of one class pooled over scenes: NaN without GT, 0 with GT but no prediction."""
+        if not any(p.has_gt for p in parts):
             return float("nan")
-        if not has_pred:
+        if not any(p.has_pred for p in parts):
             return 0.0
-        return average_precision(np.array(y_true), np.array(y_score), hard_fn)
+        return average_precision(np.concatenate([p.y_true for p in parts]),
+                                 np.concatenate([p.y_score for p in parts]),
+                                 sum(p.hard_fn for p in parts))
+
+    def scene_detections(self, cls: str, th: float) -> list[SceneDetections]:
+        """Class-aware detections of ``cls`` per processed scene, in processing order."""
+        return [self._scene_detections(s, cls, th) for s in self._aware]
+
+    @classmethod
+    def _class_ap(cls, scenes: list[_SceneMatch], name: str, th: float) -> float:
+        return cls.pooled_ap([cls._scene_detections(s, name, th) for s in scenes])
 
     def _table(self, scenes: list[_SceneMatch], classes: list[str]) -> dict[str, Any]:
         per: dict[str, dict[str, float]] = {}

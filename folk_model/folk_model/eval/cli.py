@@ -40,10 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="folk-eval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", required=True, help="student .pt (manifest beside it)")
-    ap.add_argument("--data-root", default="data/synth")
+    ap.add_argument("--data-root", nargs="+", default=["data/synth"],
+                    help="dataset root(s); the scenes of --split of each are evaluated "
+                         "together (same classes.json)")
     ap.add_argument("--split", default="val")
     ap.add_argument("--out", default="runs/eval", help="output folder")
-    ap.add_argument("--max-scenes", type=int, default=0, help="0 = all scenes of the split")
+    ap.add_argument("--max-scenes", type=int, default=0,
+                    help="0 = all scenes of the split (per root)")
+    ap.add_argument("--bootstrap", type=int, default=1000,
+                    help="resamples of the paired scene bootstrap of AP50 (0: none)")
     ap.add_argument("--no-teacher", action="store_true", help="evaluate the student only")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--vl-config", default=None, help="YAML/JSON VLConfig (default: defaults)")
@@ -76,12 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         override = None
         if args.novel is not None:
             override = [c.strip() for c in args.novel.split(",") if c.strip()]
-        vocab, novel = evaluation_vocabulary(args.data_root, manifest, override)
+        vocab, novel = evaluation_vocabulary(args.data_root[0], manifest, override)
+        for root in args.data_root[1:]:
+            if evaluation_vocabulary(root, manifest, novel)[0] != vocab:
+                raise ValueError(f"{root}: classes.json differs from {args.data_root[0]}'s")
     except (WeightsError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
     text = encoder.encode_texts(vocab)
-    scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes)
+    scenes = [sc for root in args.data_root
+              for sc in load_eval_scenes(root, args.split, args.max_scenes)]
     clf = None
     if not args.no_teacher:
         from folk_model.teacher.baseline import TeacherClassifier
@@ -92,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     run = evaluate_scenes(segmenter, scenes, vocab, text, novel, clf, args.min_region_size,
                           repeats=args.repeats, gt_masks=args.gt_masks, progress=True,
-                          on_scene=scene_pictures(out, args.pictures, vocab))
+                          on_scene=scene_pictures(out, args.pictures, vocab),
+                          bootstrap=args.bootstrap)
     summary = run.summary()
     summary.update({"weights": str(args.weights), "encoder": encoder.info(),
                     "vocabulary": vocab, "novel": novel, "split": args.split,
+                    "data_roots": args.data_root,
                     "device": args.device})
     (out / "eval.json").write_text(json.dumps(summary, indent=1))
     (out / "eval.md").write_text(markdown_report(summary))

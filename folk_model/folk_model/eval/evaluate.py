@@ -39,6 +39,7 @@ class EvalRun:
     scenes: list[str] = field(default_factory=list)
     num_proposals: list[int] = field(default_factory=list)
     recognition: dict[str, Any] | None = None  # method -> RecognitionEvaluator.evaluate()
+    bootstrap: dict[str, Any] | None = None  # paired_bootstrap() of AP50 (None: not run)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able summary with mean seconds per scene."""
@@ -46,7 +47,7 @@ class EvalRun:
         out: dict[str, Any] = {"scenes": self.scenes, "seconds_per_scene": mean,
                                "seconds": self.seconds, "num_proposals": self.num_proposals,
                                "student": self.student, "teacher": self.teacher,
-                               "recognition": self.recognition}
+                               "recognition": self.recognition, "bootstrap": self.bootstrap}
         if self.teacher is not None and mean.get("student_total", 0) > 0:
             out["speedup_teacher_over_student"] = mean["teacher_total"] / mean["student_total"]
         return out
@@ -87,6 +88,7 @@ def evaluate_scenes(
     gt_masks: bool = False,
     progress: bool = False,
     on_scene: Callable[[Any, SceneOutputs], None] | None = None,
+    bootstrap: int = 0,
 ) -> EvalRun:
     """Run both methods over ``scenes`` (``Scene`` objects) and compute AP.
 
@@ -101,6 +103,8 @@ def evaluate_scenes(
             methods embed every evaluated GT instance, which isolates naming from proposals.
         progress: show a progress bar over the scenes.
         on_scene: called with (scene, SceneOutputs) after each scene (pictures, dumps).
+        bootstrap: resamples of a paired scene bootstrap of AP50 (0: none): intervals for
+            each method and for their difference (``folk_model.eval.bootstrap``).
     """
     from tqdm import tqdm
 
@@ -163,6 +167,13 @@ def evaluate_scenes(
                     if teacher_classifier is not None else "")
     run.student = ev_s.evaluate()
     run.teacher = ev_t.evaluate() if teacher_classifier is not None else None
+    if bootstrap > 0 and run.scenes:
+        from folk_model.eval.bootstrap import paired_bootstrap
+
+        evs = {"student": ev_s}
+        if teacher_classifier is not None:
+            evs["teacher"] = ev_t
+        run.bootstrap = paired_bootstrap(evs, samples=bootstrap)
     if gt_masks:
         run.recognition = {"student": rec["student"].evaluate()}
         if teacher_classifier is not None:
@@ -196,6 +207,23 @@ def markdown_report(summary: dict[str, Any], title: str = "Student vs teacher pi
         lines.append(f"| {k} | {v:.3f} |")
     if "speedup_teacher_over_student" in summary:
         lines.append(f"| teacher / student | {summary['speedup_teacher_over_student']:.1f}x |")
+    boot = summary.get("bootstrap")
+    if boot:
+        pct = round(100 * boot["confidence"])
+        lines += ["", f"AP50 with {pct}% intervals of a paired scene bootstrap "
+                  f"({boot['samples']} resamples of the {boot['scenes']} scenes; the same "
+                  "resamples for both methods):", "",
+                  "| AP50 | split | estimate | interval | P(student >= teacher) |",
+                  "|---|---|---|---|---|"]
+        for name, r in boot["methods"].items():
+            for split, d in r.items():
+                lines.append(f"| {name} | {split} | {_fmt(d['estimate'])} | "
+                             f"{_fmt(d['low'])} .. {_fmt(d['high'])} | |")
+        for name, r in boot["differences"].items():
+            for split, d in r.items():
+                lines.append(f"| {name} | {split} | {100 * d['estimate']:+.1f} | "
+                             f"{100 * d['low']:+.1f} .. {100 * d['high']:+.1f} | "
+                             f"{d['p_a_ge_b']:.2f} |")
     rec = summary.get("recognition")
     if rec:
         lines += ["", "Recognition on ground-truth masks (top-1 / top-5 %, mean per-class "
