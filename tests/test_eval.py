@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,3 +253,33 @@ def test_paired_bootstrap_perfect_against_wrong_and_refuses_unpaired() -> None:
     bad.process(gt, labels, [])
     with pytest.raises(ValueError, match="number of scenes"):
         paired_bootstrap({"good": good, "bad": bad}, samples=10)
+
+
+def test_folk_eval_cli_several_roots_bootstrap_and_refusal(synth_scene, tmp_path) -> None:
+    """folk-eval on the shipped weights over two dataset roots (student only): one report over
+    both roots' scenes with the bootstrap section; a root with other classes is refused."""
+    import json
+    import shutil
+
+    import folk_model
+    from folk_model.eval.cli import main
+
+    weights = Path(folk_model.__file__).parent / "weights" / "folk_demo_offline.pt"
+    root = synth_scene.parent
+    other = tmp_path / "other"
+    shutil.copytree(root, other)
+    out = tmp_path / "eval"
+    rc = main(["--weights", str(weights), "--data-root", str(root), str(other),
+               "--split", "train", "--no-teacher", "--bootstrap", "30", "--pictures", "0",
+               "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "eval.json").read_text())
+    assert len(summary["scenes"]) == 2 and summary["data_roots"] == [str(root), str(other)]
+    assert set(summary["bootstrap"]["methods"]) == {"student"}
+    assert summary["bootstrap"]["scenes"] == 2
+    assert "paired scene bootstrap" in (out / "eval.md").read_text()
+    cls = json.loads((other / "classes.json").read_text())
+    cls["classes"] = cls["classes"][:-1]
+    (other / "classes.json").write_text(json.dumps(cls))
+    assert main(["--weights", str(weights), "--data-root", str(root), str(other),
+                 "--split", "train", "--no-teacher", "--out", str(out)]) == 2

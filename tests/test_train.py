@@ -121,10 +121,35 @@ def test_drop_named_concepts() -> None:
 
 def _cfgs(out: str, epochs: int) -> tuple[TrainConfig, StudentConfig]:
     cfg = TrainConfig(out_dir=out, epochs=epochs, steps_per_epoch=3, lr=5e-3,
-                      crop_points=12000, proposal_warmup_epochs=1, seed=0)
+                      crop_points=12000, proposal_warmup_epochs=1, seed=0, w_no_drift=0.5)
     scfg = StudentConfig(channels=(8, 16, 16), embed_dim=DIM, feat_dim=16, head_hidden=32,
                          voxel_size=0.05, cluster_radius=0.1, min_instance_points=20)
     return cfg, scfg
+
+
+def test_no_drift_loss_on_crafted_embeddings() -> None:
+    """Zero while no label is closer than the teacher target has it; the excess over other
+    labels otherwise; an instance's own label never counts; gradients push away."""
+    from folk_model.train.losses import no_drift_loss
+
+    text = torch.eye(3, 4)  # labels 0, 1, 2 along the first three axes
+    unit = torch.nn.functional.normalize
+    target = unit(torch.tensor([[0.2, 1.0, 0.0, 0.0]]), dim=1)  # a "sofa" near label 1
+    same = target.clone()
+    assert no_drift_loss(same, target, text, torch.tensor([-1])).item() == 0.0
+    drifted = unit(torch.tensor([[1.0, 1.0, 0.0, 0.0]]), dim=1)  # pulled towards label 0
+    excess = (drifted @ text.t() - target @ text.t()).clamp(min=0).sum()
+    assert excess > 0
+    got = no_drift_loss(drifted, target, text, torch.tensor([-1]))
+    assert got.item() == pytest.approx(excess.item())
+    # with its own label 0 the same embedding only counts label 1 (which it is not above)
+    assert no_drift_loss(drifted, target, text, torch.tensor([0])).item() == pytest.approx(
+        max(0.0, float(drifted[0, 1] - target[0, 1])))
+    e = drifted.clone().requires_grad_(True)
+    no_drift_loss(e, target, text, torch.tensor([-1])).backward()
+    assert e.grad[0, 0] > 0  # descending lowers the similarity to label 0
+    assert no_drift_loss(torch.zeros(0, 4), torch.zeros(0, 4), text,
+                         torch.zeros(0, dtype=torch.long)).item() == 0
 
 
 def test_tiny_training_run_loss_down_weights_load_resume(tmp_path) -> None:
@@ -141,6 +166,7 @@ def test_tiny_training_run_loss_down_weights_load_resume(tmp_path) -> None:
     assert sum(last[k] for k in keys) < 0.7 * sum(first[k] for k in keys), res.history
     assert last["distill"] < first["distill"] and last["label"] < first["label"]
     assert last["dense"] < first["dense"] and last["relational"] < first["relational"]
+    assert all(np.isfinite(h["no_drift"]) and h["no_drift"] >= 0 for h in res.history)
     for name in ("config.yaml", "ckpt_last.pt", "curves.png", "history.json", "student.json"):
         assert (tmp_path / "run" / name).is_file(), name
     assert "seed: 0" in (tmp_path / "run" / "config.yaml").read_text()

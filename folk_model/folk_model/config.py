@@ -153,6 +153,9 @@ class TrainConfig:
     concepts_drop_novel: bool = False
     # softmax temperature over concept similarities (0.05: teacher perplexity ~4 concepts)
     relational_temperature: float = 0.05
+    # no-drift hinge (losses.no_drift_loss): an instance may not get more similar to another
+    # training label than its teacher target is; 0 = off
+    w_no_drift: float = 0.0
     proposal_warmup_epochs: int = 2  # epochs before predicted proposals train the score head
     checkpoint_every: int = 1  # save a checkpoint every n epochs (and always at the end)
     max_scenes: int = 0  # use at most this many training scenes; 0 = all

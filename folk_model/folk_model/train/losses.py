@@ -55,6 +55,27 @@ def label_loss(emb: torch.Tensor, text_emb: torch.Tensor, cls: torch.Tensor,
     return F.cross_entropy(logits, cls)
 
 
+def no_drift_loss(emb: torch.Tensor, target: torch.Tensor, text_emb: torch.Tensor,
+                  cls: torch.Tensor) -> torch.Tensor:
+    """Hinge that keeps label supervision from dragging instances into other labels' regions:
+    per instance, the sum over training labels c other than its own (``cls`` -1: no label,
+    every c) of relu(cos(emb, text_c) - cos(target, text_c)); mean over instances.
+
+    Why: the teacher puts a sofa and a bed close together (ImageNet has one "studio couch,
+    day bed"); beds carry the label "bed", sofas no label, so the label loss claims the shared
+    region for "bed" and the student names sofas beds even on the training rooms. The hinge
+    only forbids being *more* like another training label than the teacher target is.
+    """
+    if emb.shape[0] == 0:
+        return emb.sum() * 0.0
+    excess = F.relu(emb @ text_emb.t() - target @ text_emb.t())
+    own = cls >= 0
+    if own.any():
+        excess = excess.clone()
+        excess[own.nonzero(as_tuple=True)[0], cls[own]] = 0.0
+    return excess.sum(dim=1).mean()
+
+
 def relational_loss(emb: torch.Tensor, target: torch.Tensor, concepts: torch.Tensor,
                     temperature: float) -> torch.Tensor:
     """Relational distillation: KL(teacher || student) between softmax distributions of

@@ -224,7 +224,7 @@ class DistillModule(nn.Module):
                 prop_match = iou.argmax(1)
         sets = gt_sets + prop_sets
         zero = out.fg_logit.sum() * 0.0
-        l_score = l_dist = l_label = l_rel = zero
+        l_score = l_dist = l_label = l_rel = l_drift = zero
         # each GT set's distillation target (None: none) and training class (-1: none)
         gt_tgt: list[np.ndarray | None] = []
         gt_cls: list[int] = []
@@ -255,6 +255,10 @@ class DistillModule(nn.Module):
                     [gt_tgt[g] for g in gts if gt_tgt[g] is not None])).to(dev)
                 l_dist = losses.distill_loss(emb[d_rows], tgt_t)
                 l_rel = self._relational(emb[d_rows], tgt_t)
+                if self.cfg.w_no_drift > 0:
+                    own_t = torch.tensor([gt_cls[g] for g in gts if gt_tgt[g] is not None],
+                                         device=dev)
+                    l_drift = losses.no_drift_loss(emb[d_rows], tgt_t, self.text_emb, own_t)
             if l_rows:
                 cls_t = torch.tensor([gt_cls[g] for g in gts if gt_cls[g] >= 0], device=dev)
                 l_label = losses.label_loss(emb[l_rows], self.text_emb, cls_t,
@@ -265,11 +269,13 @@ class DistillModule(nn.Module):
             l_dense = self._dense_loss(out.feat, gt_sets, gt_tgt, gt_cls)
         cfg = self.cfg
         total = (cfg.w_proposal * (l_fg + l_off + l_score) + cfg.w_distill * l_dist
-                 + cfg.w_label * l_label + cfg.w_relational * l_rel + cfg.w_dense * l_dense)
+                 + cfg.w_label * l_label + cfg.w_relational * l_rel + cfg.w_dense * l_dense
+                 + cfg.w_no_drift * l_drift)
         return {
             "loss": total, "fg": l_fg.detach(), "offset": l_off.detach(),
             "score": l_score.detach(), "distill": l_dist.detach(), "label": l_label.detach(),
             "relational": l_rel.detach(), "dense": l_dense.detach(),
+            "no_drift": l_drift.detach(),
             "n_distill": torch.tensor(float(n_dist)), "n_label": torch.tensor(float(n_label)),
             "n_proposals": torch.tensor(float(len(prop_sets))),
         }
@@ -338,7 +344,8 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ["loss", "fg", "offset", "score", "distill", "label", "relational", "dense"]
+    keys = [k for k in ("loss", "fg", "offset", "score", "distill", "label", "relational",
+                        "dense", "no_drift") if any(h.get(k, 0.0) > 0 for h in history)]
     fig, ax = plt.subplots(1, 1, figsize=(7, 4))
     ep = [h["epoch"] for h in history]
     for k in keys:
