@@ -231,6 +231,11 @@ class InstanceAPEvaluator:
                                  np.concatenate([p.y_score for p in parts]),
                                  sum(p.hard_fn for p in parts))
 
+    @property
+    def num_scenes(self) -> int:
+        """Scenes processed since the last reset."""
+        return len(self._aware)
+
     def scene_detections(self, cls: str, th: float) -> list[SceneDetections]:
         """Class-aware detections of ``cls`` per processed scene, in processing order."""
         return [self._scene_detections(s, cls, th) for s in self._aware]

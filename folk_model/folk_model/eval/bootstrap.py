@@ -68,15 +68,15 @@ def paired_bootstrap(evaluators: Mapping[str, InstanceAPEvaluator], samples: int
     if not names:
         raise ValueError("paired_bootstrap: no evaluators")
     first = evaluators[names[0]]
-    n = len(first.scene_detections(first.classes[0], threshold)) if first.classes else 0
+    n = first.num_scenes
     for name in names:
         ev = evaluators[name]
         if ev.classes != first.classes or ev.novel != first.novel:
             raise ValueError(f"paired_bootstrap: {name} evaluates other classes")
-        if len(ev.scene_detections(ev.classes[0], threshold)) != n:
+        if ev.num_scenes != n:
             raise ValueError(f"paired_bootstrap: {name} processed another number of scenes")
-    if n == 0:
-        raise ValueError("paired_bootstrap: no scenes processed")
+    if n == 0 or not first.classes:
+        raise ValueError("paired_bootstrap: no scenes processed or no classes")
     classes = first.classes
     splits = {"all": list(range(len(classes))),
               "base": [i for i, c in enumerate(classes) if c in set(first.base)],
