@@ -72,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
     encoder = create_vl_encoder(VLConfig())
     seg, manifest = load_weights(args.weights, "cpu", expect=encoder.info())
-    vocab, novel = evaluation_vocabulary(args.data_root[0], manifest)
+    vocab, novel = evaluation_vocabulary(args.data_root, manifest)
     text = encoder.encode_texts(vocab)
-    scenes = [sc for root in args.data_root
-              for sc in load_eval_scenes(root, args.split, args.max_scenes)]
+    scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes)
     clf = None
     if not args.no_teacher:
         from folk_model.eval.cli import DEFAULT_TEACHER_CONFIG, teacher_config

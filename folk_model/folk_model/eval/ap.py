@@ -79,6 +79,17 @@ def average_precision(y_true: np.ndarray, y_score: np.ndarray, hard_fn: int) -> 
     return float(np.dot(precision, steps))
 
 
+def pooled_average_precision(y_true: np.ndarray, y_score: np.ndarray, hard_fn: int,
+                             has_gt: bool, has_pred: bool) -> float:
+    """One class's AP over pooled scenes: NaN when no scene has its GT (left out of means), 0
+    when none has a prediction of it, else ``average_precision``."""
+    if not has_gt:
+        return float("nan")
+    if not has_pred:
+        return 0.0
+    return average_precision(y_true, y_score, hard_fn)
+
+
 @dataclass
 class SceneDetections:
     """One class's scored detections in one scene at one IoU threshold (matching is per
@@ -223,13 +234,11 @@ class InstanceAPEvaluator:
     @staticmethod
     def pooled_ap(parts: Sequence[SceneDetections]) -> float:
         """AP of one class pooled over scenes: NaN without GT, 0 with GT but no prediction."""
-        if not any(p.has_gt for p in parts):
-            return float("nan")
-        if not any(p.has_pred for p in parts):
-            return 0.0
-        return average_precision(np.concatenate([p.y_true for p in parts]),
-                                 np.concatenate([p.y_score for p in parts]),
-                                 sum(p.hard_fn for p in parts))
+        return pooled_average_precision(
+            np.concatenate([p.y_true for p in parts] + [np.zeros(0)]),
+            np.concatenate([p.y_score for p in parts] + [np.zeros(0)]),
+            sum(p.hard_fn for p in parts), any(p.has_gt for p in parts),
+            any(p.has_pred for p in parts))
 
     @property
     def num_scenes(self) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from folk_model.eval.ap import InstanceAPEvaluator, SceneDetections, average_precision
+from folk_model.eval.ap import InstanceAPEvaluator, SceneDetections, pooled_average_precision
 
 
 class _ClassTable:
@@ -31,13 +31,11 @@ class _ClassTable:
 
     def ap(self, mult: np.ndarray) -> float:
         """AP of the resample in which scene i appears ``mult[i]`` times."""
-        if not (mult[self.has_gt] > 0).any():
-            return float("nan")
-        if not (mult[self.has_pred] > 0).any():
-            return 0.0
         w = mult[self.scene]
-        return average_precision(np.repeat(self.y_true, w), np.repeat(self.y_score, w),
-                                 int(mult @ self.hard_fn))
+        return pooled_average_precision(np.repeat(self.y_true, w), np.repeat(self.y_score, w),
+                                        int(mult @ self.hard_fn),
+                                        bool((mult[self.has_gt] > 0).any()),
+                                        bool((mult[self.has_pred] > 0).any()))
 
 
 def _split_mean(per: np.ndarray, cols: list[int]) -> np.ndarray:

@@ -81,16 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         override = None
         if args.novel is not None:
             override = [c.strip() for c in args.novel.split(",") if c.strip()]
-        vocab, novel = evaluation_vocabulary(args.data_root[0], manifest, override)
-        for root in args.data_root[1:]:
-            if evaluation_vocabulary(root, manifest, novel)[0] != vocab:
-                raise ValueError(f"{root}: classes.json differs from {args.data_root[0]}'s")
+        vocab, novel = evaluation_vocabulary(args.data_root, manifest, override)
     except (WeightsError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
     text = encoder.encode_texts(vocab)
-    scenes = [sc for root in args.data_root
-              for sc in load_eval_scenes(root, args.split, args.max_scenes)]
+    scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes)
     clf = None
     if not args.no_teacher:
         from folk_model.teacher.baseline import TeacherClassifier
@@ -146,31 +142,49 @@ def scene_pictures(out: Path, count: int, vocabulary: Sequence[str],
     return draw
 
 
-def evaluation_vocabulary(data_root: str | Path, manifest: dict[str, Any],
+def _roots(data_roots: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One dataset root or several, as a non-empty list."""
+    roots = [data_roots] if isinstance(data_roots, (str, Path)) else list(data_roots)
+    if not roots:
+        raise ValueError("no dataset root given")
+    return [Path(r) for r in roots]
+
+
+def evaluation_vocabulary(data_roots: str | Path | Sequence[str | Path],
+                          manifest: dict[str, Any],
                           novel: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
     """(vocabulary, novel classes) of an evaluation: every class of the dataset except the
     stuff classes, and the novel classes given, else the weights' training record, else the
-    dataset's suggestion (classes.json)."""
+    dataset's suggestion (classes.json). Several roots must list the same classes."""
     from folk_model.config import TrainConfig
     from folk_model.train.data import read_classes
 
-    classes, novel_json = read_classes(data_root)
+    roots = _roots(data_roots)
     stuff = set(TrainConfig().stuff_classes)
+    classes, novel_json = read_classes(roots[0])
     vocab = [c for c in classes if c not in stuff]
+    for root in roots[1:]:
+        if [c for c in read_classes(root)[0] if c not in stuff] != vocab:
+            raise ValueError(f"{root}: classes.json differs from {roots[0]}'s")
     if novel is None:
         novel = manifest.get("training", {}).get("novel_classes") or novel_json
     return vocab, list(novel)
 
 
-def load_eval_scenes(data_root: str | Path, split: str, max_scenes: int = 0) -> list:
-    """The scenes of ``split`` under ``data_root`` (the first ``max_scenes``; 0 = all)."""
+def load_eval_scenes(data_roots: str | Path | Sequence[str | Path], split: str,
+                     max_scenes: int = 0) -> list:
+    """The scenes of ``split`` under each root in turn (the first ``max_scenes`` of each;
+    0 = all)."""
     from folk_model.data.loader import load_scene
     from folk_model.train.data import scene_dirs
 
-    dirs = scene_dirs(data_root, split)
-    if max_scenes:
-        dirs = dirs[:max_scenes]
-    return [load_scene(d) for d in dirs]
+    out = []
+    for root in _roots(data_roots):
+        dirs = scene_dirs(root, split)
+        if max_scenes:
+            dirs = dirs[:max_scenes]
+        out += [load_scene(d) for d in dirs]
+    return out
 
 
 if __name__ == "__main__":

@@ -249,15 +249,14 @@ class DistillModule(nn.Module):
                     rows.append(len(gt_sets) + j)
                     gts.append(int(g))
             d_rows = [r for r, g in zip(rows, gts) if gt_tgt[g] is not None]
+            d_gts = [g for g in gts if gt_tgt[g] is not None]
             l_rows = [r for r, g in zip(rows, gts) if gt_cls[g] >= 0]
             if d_rows:
-                tgt_t = torch.from_numpy(np.stack(
-                    [gt_tgt[g] for g in gts if gt_tgt[g] is not None])).to(dev)
+                tgt_t = torch.from_numpy(np.stack([gt_tgt[g] for g in d_gts])).to(dev)
                 l_dist = losses.distill_loss(emb[d_rows], tgt_t)
                 l_rel = self._relational(emb[d_rows], tgt_t)
                 if self.cfg.w_no_drift > 0:
-                    own_t = torch.tensor([gt_cls[g] for g in gts if gt_tgt[g] is not None],
-                                         device=dev)
+                    own_t = torch.tensor([gt_cls[g] for g in d_gts], device=dev)
                     l_drift = losses.no_drift_loss(emb[d_rows], tgt_t, self.text_emb, own_t)
             if l_rows:
                 cls_t = torch.tensor([gt_cls[g] for g in gts if gt_cls[g] >= 0], device=dev)
