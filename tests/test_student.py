@@ -51,6 +51,38 @@ def test_spconv_backward_on_cpu() -> None:
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
+def test_spconv_cpu_scatter_add_is_exact_with_threads() -> None:
+    """spconv 2.3.8's CPU scatter-add loses updates with 2+ threads (about 2 rows in 60000
+    per call before the compat patch): patched, it matches index_add_ exactly, and the
+    student's forward pass gives the same features twice."""
+    from spconv.core_cc.csrc.sparse.all import SpconvOps
+    from spconv.pytorch.cppcore import torch_tensor_to_tv
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(0)
+        n, rows, ch = 100_000, 60_000, 32
+        src = torch.randn(rows, ch, generator=g)
+        idx = torch.randperm(n, generator=g)[:rows].int()
+        want = torch.zeros(n, ch).index_add_(0, idx.long(), src)
+        for _ in range(10):
+            out = torch.zeros(n, ch)
+            SpconvOps.scatter_add_cpu(torch_tensor_to_tv(out), torch_tensor_to_tv(src),
+                                      torch_tensor_to_tv(idx))
+            assert torch.equal(out, want)
+        assert torch.get_num_threads() == 2  # the caller's thread count is restored
+        torch.manual_seed(0)
+        model = FolkStudent(small_cfg()).eval()
+        p, c, _, _ = toy_room(n_objects=6)
+        vb = voxelize(torch.from_numpy(p), torch.from_numpy(c), model.cfg.voxel_size)
+        with torch.no_grad():
+            a, b = model.forward_voxels(vb).feat, model.forward_voxels(vb).feat
+        assert torch.equal(a, b)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_voxelize_shapes() -> None:
     pts = torch.tensor([[0.0, 0, 0], [0.01, 0, 0], [0.5, 0.5, 0.5]])
     col = torch.tensor([[255, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=torch.uint8)
