@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test test-fast lint format demo data data-heldout teacher train eval bench clean
+.PHONY: help setup test test-fast lint format demo data data-heldout data-calib teacher train eval bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ HELDOUT_SCENES ?= 80
 
 data-heldout:  ## 80 more held-out rooms into data/val_extra (seed 2; tighter novel-class AP, ~14 min)
 	$(VENV)/bin/folk-synth --out data/val_extra --scenes $(HELDOUT_SCENES) --seed 2 --split val --first-index 2000
+
+data-calib:  ## 30 calibration rooms into data/calib3 (seed 3; for choosing settings, ~6 min)
+	$(VENV)/bin/folk-synth --out data/calib3 --scenes 30 --seed 3 --split val --first-index 3000
 
 teacher:  ## 2D teacher embeddings for every scene of data/synth
 	$(VENV)/bin/folk-teacher data/synth --out data/synth/teacher --config folk_model/folk_model/configs/teacher_offline.yaml --picture

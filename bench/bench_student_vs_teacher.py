@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="student seconds per scene: median of this many runs")
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--no-teacher", action="store_true")
+    ap.add_argument("--no-memory", action="store_true",
+                    help="ignore the weights' instance memory (the embedding head alone)")
     ap.add_argument("--bootstrap", type=int, default=1000,
                     help="resamples of the paired scene bootstrap of AP50 (0: none)")
     ap.add_argument("--gt-masks", action="store_true",
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     encoder = create_vl_encoder(VLConfig())
     seg, manifest = load_weights(args.weights, "cpu", expect=encoder.info())
+    if args.no_memory:
+        seg.memory = None
     vocab, novel = evaluation_vocabulary(args.data_root, manifest)
     text = encoder.encode_texts(vocab)
     scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes)
@@ -109,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()}, os.cpu_count {os.cpu_count()}")
     print(f"weights: {args.weights}; {len(scenes)} {args.split} scenes "
           f"(mean {mean_pts:.0f} points); novel classes: {', '.join(novel)}")
+    mem = manifest.get("memory") if seg.memory is not None else None
+    print("instance memory: " + (f"{mem['size']} entries, k={mem['k']}, blend={mem['blend']}"
+                                 if mem else "none (embedding head alone)"))
     print(f"student  seconds/scene: {sec['student_total']:.3f}  (median of "
           f"{args.scene_repeats} runs per scene; segment "
           f"{sec['student_segment']:.3f}, label {sec['student_label']:.4f})")
@@ -143,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    for k, v in stages[-1].items()) + ")")
     if args.json:
         s["room"] = {"points": args.room_points, "seconds_median": room_s, "seconds": times}
+        s["memory"] = mem
         Path(args.json).write_text(json.dumps(s, indent=1))
     return 0
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from student_toy import CLASSES, toy_train_scenes
 
-from folk_model.config import StudentConfig, TrainConfig
+from folk_model.config import MemoryConfig, StudentConfig, TrainConfig
 from folk_model.student import load_weights
 from folk_model.train.consistency import consistent_views, distill_targets
 from folk_model.train.train import train
@@ -159,7 +159,7 @@ def test_tiny_training_run_loss_down_weights_load_resume(tmp_path) -> None:
     cfg, scfg = _cfgs(str(tmp_path / "run"), 5)
     concepts = np.random.default_rng(5).normal(size=(24, DIM)).astype(np.float32)
     res = train(cfg, scfg, scenes, text, info, CLASSES, progress=False,
-                concept_emb=_unit(concepts))
+                concept_emb=_unit(concepts), memory_cfg=MemoryConfig(k=1, min_points=20))
     # the score loss joins after the warm-up epoch, so compare the terms present throughout
     first, last = res.history[0], res.history[-1]
     keys = ("fg", "offset", "distill", "label", "relational", "dense")
@@ -172,6 +172,8 @@ def test_tiny_training_run_loss_down_weights_load_resume(tmp_path) -> None:
     assert "seed: 0" in (tmp_path / "run" / "config.yaml").read_text()
     seg, man = load_weights(res.weights, "cpu", expect=info)
     assert man["training"]["classes"] == CLASSES and man["student"]["embed_dim"] == DIM
+    # the instance memory of the training scenes went into the weights (6 objects a room)
+    assert seg.memory is not None and man["memory"]["size"] == len(seg.memory) == 12
     p = scenes[0].points
     out = seg.segment(p, scenes[0].colors)
     assert all(i.embedding.shape == (DIM,) for i in out.instances)
@@ -209,8 +211,9 @@ def test_read_config_rejects_unknown(tmp_path) -> None:
 
     good = tmp_path / "c.yaml"
     good.write_text("train:\n  epochs: 3\nstudent:\n  voxel_size: 0.03\nvl:\n  backend: offline\n")
-    cfg, scfg, vl = read_config(good)
+    cfg, scfg, vl, mem = read_config(good)
     assert cfg.epochs == 3 and scfg.voxel_size == 0.03 and vl.backend == "offline"
+    assert mem.k == 0  # no memory section: no memory
     bad = tmp_path / "b.yaml"
     bad.write_text("trian:\n  epochs: 3\n")
     with pytest.raises(ValueError, match="unknown sections"):

@@ -106,6 +106,24 @@ class StudentConfig:
     min_score: float = 0.05  # proposals scored below this are dropped
 
 
+@dataclass
+class MemoryConfig:
+    """The student's instance memory (``folk_model.student.memory``), built after training.
+
+    Keys are the student's own embeddings of the training instances; values are what those
+    instances should be named by: label text + teacher target for a labelled instance, the
+    label-free teacher target for an unlabelled (novel) one. At inference an instance's
+    embedding becomes the similarity-weighted mean of the values of its ``k`` nearest keys,
+    blended with its own. It corrects the embedding head where its error exceeds the margins
+    between words (sofa / bed): the neighbours are right more often than the head's direction.
+    """
+
+    k: int = 0  # neighbours per instance; 0 = build no memory
+    temperature: float = 0.02  # softmax temperature over the neighbours' key similarities
+    blend: float = 0.0  # weight of the instance's own embedding (1 = memory ignored)
+    min_points: int = 100  # training instances with fewer points are not stored
+
+
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------

@@ -190,9 +190,11 @@ class FolkNode(Node):
         warm_up = getattr(enc, "warm_up", None)  # first large text batch is slow otherwise
         if callable(warm_up):
             warm_up()
+        mem = getattr(self.backend.segmenter, "memory", None)
         self.get_logger().info(
             f"model ready in {time.perf_counter() - t0:.1f} s: encoder {self.encoder_name}, "
-            f"{len(self.vocab.labels)} labels"
+            f"{len(self.vocab.labels)} labels, instance memory "
+            f"{f'{len(mem)} entries (k={mem.cfg.k})' if mem is not None else 'none'}"
         )
 
         # ------------------------------------------------------------- fusion side

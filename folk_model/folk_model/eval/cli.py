@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", type=int, default=1000,
                     help="resamples of the paired scene bootstrap of AP50 (0: none)")
     ap.add_argument("--no-teacher", action="store_true", help="evaluate the student only")
+    ap.add_argument("--no-memory", action="store_true",
+                    help="ignore the weights' instance memory (the embedding head alone)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--vl-config", default=None, help="YAML/JSON VLConfig (default: defaults)")
     ap.add_argument("--novel", default=None,
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         vl_cfg = load_config(VLConfig, args.vl_config)
         encoder = create_vl_encoder(vl_cfg, text_only=args.no_teacher)
         segmenter, manifest = load_weights(args.weights, args.device, expect=encoder.info())
+        if args.no_memory:
+            segmenter.memory = None
         override = None
         if args.novel is not None:
             override = [c.strip() for c in args.novel.split(",") if c.strip()]
@@ -102,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = run.summary()
     summary.update({"weights": str(args.weights), "encoder": encoder.info(),
                     "vocabulary": vocab, "novel": novel, "split": args.split,
-                    "data_roots": args.data_root,
-                    "device": args.device})
+                    "data_roots": args.data_root, "device": args.device,
+                    "memory": manifest.get("memory") if segmenter.memory is not None else None})
     (out / "eval.json").write_text(json.dumps(summary, indent=1))
     (out / "eval.md").write_text(markdown_report(summary))
     logger.info("wrote %s and %s", out / "eval.json", out / "eval.md")

@@ -12,6 +12,7 @@ import torch
 
 from folk_model.config import StudentConfig
 from folk_model.labelling import Labelling, label_embeddings
+from folk_model.student.memory import InstanceMemory
 from folk_model.student.model import FolkStudent, VoxelBatch, voxelize
 from folk_model.student.proposals import cluster_voxels, nms
 
@@ -63,12 +64,16 @@ class StudentSegmenter:
         model: the network (moved to ``device`` and put in eval mode).
         cfg: student config (voxel size, thresholds, embedding dim).
         device: "cpu", "cuda", "cuda:1", ...
+        memory: the instance memory of the weights (``folk_model.student.memory``) or None;
+            ``segment`` and ``embed_masks`` pass the head's embeddings through it.
     """
 
-    def __init__(self, model: FolkStudent, cfg: StudentConfig, device: str = "cpu") -> None:
+    def __init__(self, model: FolkStudent, cfg: StudentConfig, device: str = "cpu",
+                 memory: InstanceMemory | None = None) -> None:
         self.device = resolve_device(device)
         self.cfg = cfg
         self.model = model.to(self.device).eval()
+        self.memory = memory.to(self.device) if memory is not None else None
         self._rng = np.random.default_rng(0)
 
     @property
@@ -138,6 +143,8 @@ class StudentSegmenter:
             inst = [torch.from_numpy(s).to(self.device) for s in sets]
             pooled = self.model.pool(out.feat, vb.centers, inst)
             score_logit, emb = self.model.instance_heads(pooled)
+            if self.memory is not None:
+                emb = self.memory.apply(emb)
             mean_fg = torch.stack([fg[i].mean() for i in inst])
             score = (torch.sigmoid(score_logit) * mean_fg).float().cpu().numpy()
             emb_np = emb.float().cpu().numpy()
@@ -162,12 +169,13 @@ class StudentSegmenter:
 
     @torch.no_grad()
     def embed_masks(self, points: np.ndarray, colors: np.ndarray,
-                    masks: Sequence[np.ndarray]) -> np.ndarray:
+                    masks: Sequence[np.ndarray], use_memory: bool = True) -> np.ndarray:
         """Student embeddings float32 [K, D] of given instance masks (int point-index arrays
         into ``points``), skipping the proposal stage.
 
         This measures recognition apart from segmentation (e.g. on ground-truth masks, where
         the teacher is measured too). A mask with no finite point gets a zero row.
+        ``use_memory=False`` gives the embedding head's own output (the memory's keys).
         """
         points, colors, valid = self._prepare(points, colors)
         k = len(masks)
@@ -188,6 +196,8 @@ class StudentSegmenter:
                 rows.append(j)
         if sets:
             _, emb = self.model.instance_heads(self.model.pool(out.feat, vb.centers, sets))
+            if use_memory and self.memory is not None:
+                emb = self.memory.apply(emb)
             out_emb[rows] = emb.float().cpu().numpy()
         return out_emb
 

@@ -7,6 +7,8 @@
 - ``student``: the full StudentConfig (voxel size, widths, thresholds);
 - ``training``: classes, novel classes, data, epochs (free-form, from folk-train);
 - ``metrics``: measured figures (free-form); ``code_version``: folk_model version (+ git);
+- ``memory``: the instance memory's MemoryConfig plus ``size`` and ``built_from`` (absent: the
+  file has no memory; its tensors are ``memory_keys`` / ``memory_values`` in the .pt);
 - ``format_version``, ``created``.
 """
 
@@ -21,8 +23,9 @@ from typing import Any
 
 import torch
 
-from folk_model.config import StudentConfig, from_dict, to_dict
+from folk_model.config import MemoryConfig, StudentConfig, from_dict, to_dict
 from folk_model.student.inference import StudentSegmenter
+from folk_model.student.memory import InstanceMemory
 from folk_model.student.model import TRAINING_ONLY_PREFIXES, FolkStudent
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,8 @@ def save_weights(
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     half: bool = False,
+    memory: InstanceMemory | None = None,
+    memory_source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``path`` (.pt) and its manifest (.json); returns the manifest.
 
@@ -74,8 +79,12 @@ def save_weights(
         encoder_info: ``VLEncoder.info()`` of the encoder whose space the embeddings target.
         training / metrics: free-form dicts recorded in the manifest.
         half: store floating tensors as float16 (halves the file; loaded back as float32).
+        memory: an instance memory to store (default: the segmenter's, if ``model`` is one);
+            ``memory_source`` says what it was built from (manifest ``memory.built_from``).
     """
     net = model.model if isinstance(model, StudentSegmenter) else model
+    if memory is None and isinstance(model, StudentSegmenter):
+        memory = model.memory
     missing = [k for k in ENCODER_KEYS if k not in encoder_info]
     if missing:
         raise ValueError(f"encoder_info lacks {missing}; pass VLEncoder.info()")
@@ -97,14 +106,35 @@ def save_weights(
         k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
         for k, v in net.state_dict().items()
     }
+    blob: dict[str, Any] = {"format": FORMAT, "manifest": manifest, "state_dict": state}
+    if memory is not None:
+        _put_memory(blob, memory, memory_source)
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    torch.save({"format": FORMAT, "manifest": manifest, "state_dict": state}, tmp)
-    tmp.replace(p)
-    manifest_path(p).write_text(json.dumps(manifest, indent=2) + "\n")
+    _write_blob(blob, p)
     logger.info("saved student weights to %s (%.1f MB)", p, p.stat().st_size / 1e6)
     return manifest
+
+
+def _put_memory(blob: dict[str, Any], memory: InstanceMemory,
+                source: dict[str, Any] | None) -> None:
+    """Store ``memory`` in a weights blob (tensors + manifest entry)."""
+    dim = int(blob["manifest"]["student"]["embed_dim"])
+    if memory.dim != dim:
+        raise ValueError(f"memory dim {memory.dim} != student embed_dim {dim}")
+    blob["manifest"]["memory"] = {**to_dict(memory.cfg), "size": len(memory),
+                                  "built_from": source or {}}
+    # float16 either way: unit vectors lose nothing that moves a neighbour ranking
+    blob["memory_keys"] = memory.keys.detach().cpu().half()
+    blob["memory_values"] = memory.values.detach().cpu().half()
+
+
+def _write_blob(blob: dict[str, Any], out: Path) -> None:
+    """Write a weights blob atomically, and its manifest beside it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(out)
+    manifest_path(out).write_text(json.dumps(blob["manifest"], indent=2) + "\n")
 
 
 def check_encoder(manifest: dict[str, Any], expect: dict[str, Any], path: Path) -> None:
@@ -173,7 +203,24 @@ def load_weights(
         raise WeightsError(f"{p}: tensors do not fit the student architecture (missing "
                            f"{missing[:5]}, unexpected {unexpected[:5]})")
     cfg.device = str(device)
-    return StudentSegmenter(model, cfg, device=device), manifest
+    return StudentSegmenter(model, cfg, device=device, memory=_load_memory(blob, manifest, p)), \
+        manifest
+
+
+def _load_memory(blob: dict[str, Any], manifest: dict[str, Any], p: Path) -> InstanceMemory | None:
+    """The instance memory stored in a weights blob, or None when it has none."""
+    if "memory" not in manifest and "memory_keys" not in blob:
+        return None
+    try:
+        meta = {k: v for k, v in manifest["memory"].items() if k not in ("size", "built_from")}
+        cfg = from_dict(MemoryConfig, meta)
+        mem = InstanceMemory(blob["memory_keys"].float(), blob["memory_values"].float(), cfg)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise WeightsError(f"{p}: instance memory unusable ({exc}); rebuild it with "
+                           "folk-train --memory-only") from exc
+    if mem.dim != int(manifest["student"].get("embed_dim", mem.dim)):
+        raise WeightsError(f"{p}: memory dim {mem.dim} != student embed_dim")
+    return mem
 
 
 def update_manifest(src: str | Path, dst: str | Path | None = None,
@@ -182,13 +229,25 @@ def update_manifest(src: str | Path, dst: str | Path | None = None,
     ``fields`` (e.g. ``metrics={...}``); writes the .pt and its .json; returns the manifest."""
     p = Path(src)
     out = Path(dst) if dst is not None else p
+    blob = _read_blob(p)
+    blob["manifest"].update(fields)
+    _write_blob(blob, out)
+    return blob["manifest"]
+
+
+def attach_memory(src: str | Path, memory: InstanceMemory, source: dict[str, Any] | None = None,
+                  dst: str | Path | None = None) -> dict[str, Any]:
+    """Copy weights ``src`` to ``dst`` (default: in place) with ``memory`` as its instance
+    memory (replacing any it had); writes the .pt and its .json; returns the manifest."""
+    p = Path(src)
+    blob = _read_blob(p)
+    _put_memory(blob, memory, source)
+    _write_blob(blob, Path(dst) if dst is not None else p)
+    return blob["manifest"]
+
+
+def _read_blob(p: Path) -> dict[str, Any]:
     blob = torch.load(p, map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise WeightsError(f"{p} is not a folk student weights file")
-    blob["manifest"].update(fields)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(out)
-    manifest_path(out).write_text(json.dumps(blob["manifest"], indent=2) + "\n")
-    return blob["manifest"]
+    return blob

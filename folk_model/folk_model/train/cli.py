@@ -2,9 +2,13 @@
 
     folk-train --config cfg.yaml [--resume] [--out-dir DIR]
     torchrun --nproc_per_node 2 -m folk_model.train.cli --config cfg.yaml     (DDP)
+    folk-train --config cfg.yaml --memory-only WEIGHTS.pt [--memory-out OUT.pt]
 
 The config file (YAML/JSON) has optional sections ``train`` (TrainConfig), ``student``
-(StudentConfig) and ``vl`` (VLConfig); ``config_version`` is accepted and ignored.
+(StudentConfig), ``vl`` (VLConfig) and ``memory`` (MemoryConfig: with ``k`` > 0 the trained
+student's instance memory is stored in its weights); ``config_version`` is accepted and
+ignored. ``--memory-only`` trains nothing: it (re)builds the instance memory of existing
+weights from the config's training scenes and ``memory`` section.
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ from typing import Any
 
 import yaml
 
-from folk_model.config import StudentConfig, TrainConfig, VLConfig, from_dict
+from folk_model.config import MemoryConfig, StudentConfig, TrainConfig, VLConfig, from_dict
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = {"train": TrainConfig, "student": StudentConfig, "vl": VLConfig}
+SECTIONS = {"train": TrainConfig, "student": StudentConfig, "vl": VLConfig,
+            "memory": MemoryConfig}
 
 
-def read_config(path: str | Path) -> tuple[TrainConfig, StudentConfig, VLConfig]:
+def read_config(path: str | Path) -> tuple[TrainConfig, StudentConfig, VLConfig, MemoryConfig]:
     """Parse a sectioned config file; unknown sections or keys are an error."""
     p = Path(path)
     if not p.is_file():
@@ -38,7 +43,8 @@ def read_config(path: str | Path) -> tuple[TrainConfig, StudentConfig, VLConfig]
         raise ValueError(f"{p}: unknown sections {unknown}; known: {sorted(SECTIONS)}")
     return (from_dict(TrainConfig, data.get("train") or {}),
             from_dict(StudentConfig, data.get("student") or {}),
-            from_dict(VLConfig, data.get("vl") or {}))
+            from_dict(VLConfig, data.get("vl") or {}),
+            from_dict(MemoryConfig, data.get("memory") or {}))
 
 
 def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> dict[str, Any]:
@@ -91,6 +97,32 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
             "extra_manifest": {"target_sources": sources}, "concept_emb": concept_emb}
 
 
+def memory_only(cfg: TrainConfig, vl_cfg: VLConfig, mem_cfg: MemoryConfig, weights: str,
+                out: str | None, progress: bool = True) -> int:
+    """Build the instance memory of existing ``weights`` from the config's training scenes."""
+    from folk_model.student.weights import WeightsError, attach_memory, load_weights
+    from folk_model.train.memory import build_memory
+    from folk_model.vl import create_vl_encoder
+
+    if mem_cfg.k < 1:
+        raise ValueError("--memory-only needs a memory section with k >= 1 in the config")
+    info = create_vl_encoder(vl_cfg, text_only=True).info()
+    try:
+        segmenter, manifest = load_weights(weights, cfg.device, expect=info)
+    except WeightsError as exc:
+        raise ValueError(str(exc)) from exc
+    trained = manifest.get("training", {}).get("classes")
+    kw = prepare(cfg, vl_cfg, segmenter.cfg)
+    if trained is not None and list(trained) != list(kw["vocab"]):
+        raise ValueError(f"{weights} was trained on other classes than the config's data "
+                         f"gives ({len(trained)} vs {len(kw['vocab'])}); use its own config")
+    memory, source = build_memory(segmenter, kw["scenes"], kw["text_emb"], mem_cfg, progress)
+    source["data_root"] = cfg.data_root
+    attach_memory(weights, memory, source, out)
+    logger.info("instance memory (%d entries) stored in %s", len(memory), out or weights)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``folk-train``."""
     ap = argparse.ArgumentParser(prog="folk-train", description=__doc__,
@@ -99,17 +131,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from <out_dir>/ckpt_last.pt")
     ap.add_argument("--out-dir", default=None, help="override train.out_dir")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--memory-only", metavar="WEIGHTS", default=None,
+                    help="train nothing: build the instance memory of these weights")
+    ap.add_argument("--memory-out", metavar="OUT", default=None,
+                    help="with --memory-only: write here instead of over WEIGHTS")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from folk_model.train.train import train
 
     try:
-        cfg, student_cfg, vl_cfg = read_config(args.config)
+        cfg, student_cfg, vl_cfg, mem_cfg = read_config(args.config)
         if args.out_dir:
             cfg.out_dir = args.out_dir
+        if args.memory_only:
+            return memory_only(cfg, vl_cfg, mem_cfg, args.memory_only, args.memory_out,
+                               progress=not args.quiet)
         kw = prepare(cfg, vl_cfg, student_cfg)
         res = train(cfg, student_cfg, resume=args.resume, progress=not args.quiet,
-                    vl_cfg=vl_cfg, **kw)
+                    vl_cfg=vl_cfg, memory_cfg=mem_cfg, **kw)
     except (FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2

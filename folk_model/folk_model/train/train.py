@@ -45,8 +45,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from folk_model.config import StudentConfig, TrainConfig, VLConfig, save_config, to_dict
-from folk_model.student.inference import resolve_device
+from folk_model.config import (
+    MemoryConfig,
+    StudentConfig,
+    TrainConfig,
+    VLConfig,
+    save_config,
+    to_dict,
+)
+from folk_model.student.inference import StudentSegmenter, resolve_device
 from folk_model.student.model import FolkStudent, voxelize
 from folk_model.student.proposals import cluster_voxels, mask_iou_matrix
 from folk_model.student.weights import save_weights
@@ -371,6 +378,7 @@ def train(
     vl_cfg: VLConfig | None = None,
     extra_manifest: dict[str, Any] | None = None,
     concept_emb: np.ndarray | None = None,
+    memory_cfg: MemoryConfig | None = None,
 ) -> TrainResult:
     """Train the student on ``scenes``; writes into ``cfg.out_dir``:
 
@@ -383,6 +391,8 @@ def train(
         encoder_info: the VL encoder's ``info()`` recorded in the weights' manifest.
         concept_emb: float32 [C, D] text embeddings of ``cfg.concepts`` (relational term);
             None turns the term off.
+        memory_cfg: with ``k`` > 0, the trained student's instance memory of ``scenes`` is
+            built and stored in ``student.pt`` (``folk_model.train.memory``).
     """
     rank, world, local_rank = _ddp_env()
     distributed = world > 1 or "RANK" in os.environ
@@ -401,7 +411,8 @@ def train(
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         save_config(out / "config.yaml", train=cfg, student=student_cfg,
-                    vl=vl_cfg if vl_cfg is not None else {}, seed=cfg.seed,
+                    vl=vl_cfg if vl_cfg is not None else {},
+                    memory=memory_cfg if memory_cfg is not None else {}, seed=cfg.seed,
                     vocabulary=list(vocab), encoder=dict(encoder_info),
                     scenes=[s.name for s in scenes])
     if not scenes:
@@ -507,7 +518,16 @@ def train(
         }
         training.update(extra_manifest or {})
         weights = out / "student.pt"
-        save_weights(weights, student, encoder_info, training=training)
+        memory, memory_info = None, None
+        if memory_cfg is not None and memory_cfg.k > 0:
+            from folk_model.train.memory import build_memory
+
+            memory, memory_info = build_memory(
+                StudentSegmenter(student, student_cfg, device=str(device)), scenes, text_emb,
+                memory_cfg, progress=progress)
+            memory_info["data_root"] = cfg.data_root
+        save_weights(weights, student, encoder_info, training=training, memory=memory,
+                     memory_source=memory_info)
     if distributed:
         dist.barrier()
     return TrainResult(weights, history, out)
