@@ -89,7 +89,7 @@ def test_entries_from_a_training_scene_and_lookup_in_the_segmenter() -> None:
     # every stored instance is its own nearest key: with k=1 the lookup returns its value,
     # also for the two same-class toy boxes whose keys are nearly the same
     mem, info = build_memory(seg, [sc], text, MemoryConfig(k=1, min_points=20), progress=False)
-    assert info == {"scenes": 1, "labelled": len(stored) - 1, "unlabelled": 1}
+    assert info == {"scenes": 1, "labelled": len(stored) - 1, "unlabelled": 1, "data_root": ""}
     seg.memory = mem
     looked = seg.embed_masks(sc.points, sc.colors, masks)
     classes = [labels[i] for i in stored]

@@ -143,22 +143,24 @@ class StudentSegmenter:
             inst = [torch.from_numpy(s).to(self.device) for s in sets]
             pooled = self.model.pool(out.feat, vb.centers, inst)
             score_logit, emb = self.model.instance_heads(pooled)
-            if self.memory is not None:
-                emb = self.memory.apply(emb)
             mean_fg = torch.stack([fg[i].mean() for i in inst])
             score = (torch.sigmoid(score_logit) * mean_fg).float().cpu().numpy()
-            emb_np = emb.float().cpu().numpy()
             keep = nms(sets, score, len(counts_np), self.cfg.nms_iou, counts_np)
             keep = keep[score[keep] >= self.cfg.min_score]
+            # the memory looks up each row on its own: only the kept proposals need it
+            emb = emb[torch.from_numpy(keep).to(self.device)]
+            if self.memory is not None:
+                emb = self.memory.apply(emb)
+            emb_np = emb.float().cpu().numpy()
             p2v = vb.point2voxel.cpu().numpy()
             member = np.zeros(len(counts_np), bool)
-            for k in keep:
+            for row, k in enumerate(keep):
                 member[:] = False
                 member[sets[k]] = True
                 instances.append(InstancePrediction(
                     point_indices=valid[np.flatnonzero(member[p2v])].astype(np.int64),
                     score=float(score[k]),
-                    embedding=emb_np[k].astype(np.float32),
+                    embedding=emb_np[row].astype(np.float32),
                 ))
         t4 = time.perf_counter()
         timings["embed"] = t4 - t3

@@ -116,8 +116,8 @@ def memory_only(cfg: TrainConfig, vl_cfg: VLConfig, mem_cfg: MemoryConfig, weigh
     if trained is not None and list(trained) != list(kw["vocab"]):
         raise ValueError(f"{weights} was trained on other classes than the config's data "
                          f"gives ({len(trained)} vs {len(kw['vocab'])}); use its own config")
-    memory, source = build_memory(segmenter, kw["scenes"], kw["text_emb"], mem_cfg, progress)
-    source["data_root"] = cfg.data_root
+    memory, source = build_memory(segmenter, kw["scenes"], kw["text_emb"], mem_cfg,
+                                  cfg.data_root, progress)
     attach_memory(weights, memory, source, out)
     logger.info("instance memory (%d entries) stored in %s", len(memory), out or weights)
     return 0

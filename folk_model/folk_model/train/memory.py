@@ -52,9 +52,10 @@ def memory_entries(segmenter: StudentSegmenter, scene: TrainScene, text_emb: np.
 
 
 def build_memory(segmenter: StudentSegmenter, scenes: Sequence[TrainScene],
-                 text_emb: np.ndarray, cfg: MemoryConfig,
+                 text_emb: np.ndarray, cfg: MemoryConfig, data_root: str = "",
                  progress: bool = True) -> tuple[InstanceMemory, dict[str, Any]]:
-    """The memory of ``scenes`` and a summary (counts, scenes) for the weights' manifest."""
+    """The memory of ``scenes`` and a summary for the weights' manifest (``built_from``:
+    scene and entry counts, and ``data_root``, where the scenes came from)."""
     from tqdm import tqdm
 
     if cfg.k < 1:
@@ -71,7 +72,7 @@ def build_memory(segmenter: StudentSegmenter, scenes: Sequence[TrainScene],
     mem = InstanceMemory(torch.from_numpy(np.concatenate(keys)),
                          torch.from_numpy(np.concatenate(values)), cfg)
     info = {"scenes": len(scenes), "labelled": int(lab_all.sum()),
-            "unlabelled": int((~lab_all).sum())}
+            "unlabelled": int((~lab_all).sum()), "data_root": data_root}
     logger.info("instance memory: %d entries (%d labelled, %d unlabelled) from %d scenes",
                 len(mem), info["labelled"], info["unlabelled"], len(scenes))
     return mem, info

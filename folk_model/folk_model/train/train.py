@@ -524,8 +524,7 @@ def train(
 
             memory, memory_info = build_memory(
                 StudentSegmenter(student, student_cfg, device=str(device)), scenes, text_emb,
-                memory_cfg, progress=progress)
-            memory_info["data_root"] = cfg.data_root
+                memory_cfg, cfg.data_root, progress=progress)
         save_weights(weights, student, encoder_info, training=training, memory=memory,
                      memory_source=memory_info)
     if distributed:
