@@ -86,6 +86,64 @@ def test_duplicates_and_ignored_regions() -> None:
     assert ev2.evaluate()["class_aware"]["per_class"]["chair"]["AP"] == 0.0
 
 
+def test_small_gt_is_ignored_only_for_its_own_class() -> None:
+    """The crafted case of ScanNet's ignore rule (evaluate_semantic_instance.py: a
+    prediction's ignored points are its void points plus its intersection with small GT *of
+    its own label*), computed by hand.
+
+    1000 points: chair GT 0..199 (200 points); a small table GT 300..349 (50 < 100); a
+    small chair GT 500..549 (50); a wall GT 600..799 (not an evaluated class: void); the
+    rest unannotated (void).
+    """
+    gt = np.zeros(1000, np.int64)
+    gt[0:200] = 1  # chair
+    gt[300:350] = 2  # table, small
+    gt[500:550] = 3  # chair, small
+    gt[600:800] = 4  # wall
+    labels = {1: "chair", 2: "table", 3: "chair", 4: "wall"}
+    ev = InstanceAPEvaluator(["chair", "table"], min_region_size=100)
+    ev.process(gt, labels, [
+        Prediction(np.arange(0, 200), "chair", 0.5),  # P1: the chair, IoU 1 -> TP
+        # P2: 50 points of the small *table* + 50 unannotated. ScanNet: only the 50 void
+        # points are ignored, 50/100 = .5, not above .5..0.9 -> a false positive there; above
+        # .25 -> ignored at AP25. (The old rule also ignored the small table: 100/100.)
+        Prediction(np.arange(300, 400), "chair", 0.9),
+        # P3: 50 points of the small *chair* + 50 unannotated: 100/100 ignored -> never an FP
+        # (at 0.25 its IoU .5 with the small chair already excuses it)
+        Prediction(np.arange(500, 600), "chair", 0.8),
+        Prediction(np.arange(600, 800), "chair", 0.95),  # P4: all on the wall (void): ignored
+    ])
+    r = ev.evaluate()
+    chair = r["class_aware"]["per_class"]["chair"]
+    # IoU 0.5 .. 0.9: detections TP(.5) and FP(.9). ScanNet's curve, confidences ascending:
+    #   at >= .5: tp 1, fp 1, fn 0 -> (r 1, p .5); at >= .9: tp 0, fp 1, fn 1 -> (r 0, p 0);
+    #   artificial (r 0, p 1). recall_for_conv [1, 1, 0, 0, 0] -> step widths .5, .5, 0
+    #   -> AP = .5 * .5 + 0 * .5 + 1 * 0 = .25 (the old rule: P2 ignored, TP alone -> 1.0)
+    assert chair["AP50"] == pytest.approx(0.25)
+    assert chair["AP"] == pytest.approx(0.25)  # the same at each of 0.5 .. 0.9
+    # IoU 0.25: P2 is ignored (.5 > .25): the TP alone, (r 1, p 1) -> 1.0
+    assert chair["AP25"] == pytest.approx(1.0)
+    # the table has no GT of 100 points or more: NaN, left out of the mean
+    assert math.isnan(r["class_aware"]["per_class"]["table"]["AP50"])
+    assert r["class_aware"]["AP50"] == pytest.approx(0.25)
+    assert r["class_aware"]["num_classes"] == 1
+    # class-agnostic: every GT of an evaluated class is one class, so the small table is
+    # now "its own class" for P2 (100/100 ignored) -> TP alone -> 1.0 at every threshold
+    assert r["class_agnostic"]["AP"] == pytest.approx(1.0)
+
+
+def test_class_groups_are_means_over_their_classes_with_gt() -> None:
+    gt, labels = _scene()
+    ev = InstanceAPEvaluator(["chair", "table", "sofa"],
+                             groups={"head": ["chair", "table"], "tail": ["sofa", "lamp"]})
+    ev.process(gt, labels, [Prediction(np.arange(0, 200), "chair", 0.9)])
+    g = ev.evaluate()["class_aware"]["groups"]
+    # head: chair 1.0 and table 0 (GT, no prediction) -> .5; tail: sofa has no GT -> NaN
+    assert g["head"]["AP50"] == pytest.approx(0.5) and g["head"]["num_classes"] == 2
+    assert math.isnan(g["tail"]["AP50"]) and g["tail"]["num_classes"] == 0
+    assert ev.groups["tail"] == ["sofa"]  # names outside the evaluated classes dropped
+
+
 def test_two_scenes_pooled_and_markdown() -> None:
     gt, labels = _scene()
     ev = InstanceAPEvaluator(["chair", "table"], novel=["table"])

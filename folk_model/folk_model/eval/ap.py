@@ -1,23 +1,36 @@
-"""ScanNet-benchmark-style 3D instance segmentation AP.
+"""ScanNet-benchmark 3D instance segmentation AP, rule for rule.
 
-Follows ScanNet's ``evaluate_semantic_instance.py``:
+Follows ScanNet's ``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py`` (the
+ScanNet200 benchmark runs the same code over its own class ids):
 
 - IoU thresholds ``np.arange(0.5, 0.95, 0.05)`` (0.50 ... 0.90; "0.5:0.95" in Python's
   half-open sense) plus 0.25; AP is the mean over the first set, AP50 / AP25 single values;
   a match needs IoU strictly above the threshold;
-- per class, predictions are matched greedily to GT instances; a GT matched by several
-  predictions keeps the most confident one as TP, the others count as FP;
-- an unmatched prediction counts as FP unless the fraction of its points lying in ignored
-  regions (unannotated points, classes outside the evaluation, GT instances smaller than
-  ``min_region_size``) exceeds the IoU threshold;
-- GT instances smaller than ``min_region_size`` points, and predictions smaller than it, are
-  ignored;
-- the precision/recall curve and its area are computed exactly as ScanNet does; a class with
-  GT but no prediction scores 0, a class without GT is NaN and left out of means.
+- *void* points are those whose GT class is not evaluated: unannotated points and points of
+  classes outside ``classes`` (ScanNet: ``gt_ids // 1000`` not a valid class id);
+- predictions with fewer than ``min_region_size`` points are dropped; GT instances with
+  fewer are not counted (no TP, no FN);
+- per class, GT instances (in id order) take the predictions of that class that overlap them
+  (in prediction order) greedily: the first prediction above the threshold that no other GT
+  took is the TP; each further one above the threshold is a false positive scored with the
+  lower of the two confidences (the GT keeps the higher one), and, as in ScanNet, is not
+  marked as taken, so it may still match another GT;
+- a prediction that overlaps no GT *of its own class* (small ones included) above the
+  threshold is a false positive unless the fraction of its points that are void, or lie in
+  small GT instances *of its own class*, exceeds the threshold. Small GT of another class is
+  not ignored for it: a chair prediction on a small table is a false positive;
+- the precision/recall curve and its area are computed exactly as ScanNet does (one point
+  per distinct confidence, an artificial (recall 0, precision 1) point, step widths from a
+  [-0.5, 0, 0.5] convolution of the recalls); a class with GT but no prediction scores 0, a
+  class without GT is NaN and left out of means. Where every prediction of a class with GT
+  is ignored, AP is 0 (ScanNet's script fails there, reading the last element of an empty
+  cumulative sum; the fix of its pull request #26, carried by Mask3D's and OpenMask3D's
+  copies, gives 0).
 
 Class-aware AP uses the predicted labels; class-agnostic AP treats every evaluated GT
 instance and every prediction as one class ``object``. Means are also reported over the base
-(training) and novel class subsets.
+(training) and novel class subsets, and over any named class groups (ScanNet200's head /
+common / tail: the mean of the AP of the group's classes that have GT, as the benchmark).
 """
 
 from __future__ import annotations
@@ -106,30 +119,37 @@ class SceneDetections:
 class _SceneMatch:
     """Per-scene overlaps for one labelling (class-aware or class-agnostic)."""
 
-    gt_class: list[str]  # [G] class of each kept GT instance
-    gt_size: np.ndarray  # [G]
+    gt_class: list[str]  # [G] class of each GT instance of an evaluated class (any size)
+    gt_size: np.ndarray  # [G] points
+    gt_small: np.ndarray  # [G] bool: below min_region_size (not counted; ignored for its class)
     pred_class: list[str]  # [P]
     pred_score: np.ndarray  # [P]
     pred_size: np.ndarray  # [P]
-    inter: np.ndarray  # [P, G] intersections with kept GT instances
-    ignore: np.ndarray  # [P] points of each prediction in ignored regions
+    inter: np.ndarray  # [P, G] intersections with the GT instances
+    void: np.ndarray  # [P] points of each prediction on void (unannotated / not evaluated)
 
 
 class InstanceAPEvaluator:
     """reset / process / evaluate, as detectron2's evaluators.
 
     Args:
-        classes: the evaluated class names (others are ignored regions).
+        classes: the evaluated class names (points of other classes are void).
         novel: the subset of ``classes`` held out from training (reported separately).
-        min_region_size: GT instances and predictions with fewer points are ignored.
+        min_region_size: GT instances and predictions with fewer points are not counted
+            (ScanNet: 100 vertices).
+        groups: named class subsets whose mean AP is reported as well (ScanNet200's
+            ``head`` / ``common`` / ``tail``); names outside ``classes`` are dropped.
     """
 
     def __init__(self, classes: Sequence[str], novel: Sequence[str] = (),
-                 min_region_size: int = 100) -> None:
+                 min_region_size: int = 100,
+                 groups: dict[str, Sequence[str]] | None = None) -> None:
         self.classes = list(classes)
         self.novel = [c for c in novel if c in self.classes]
         self.base = [c for c in self.classes if c not in set(self.novel)]
         self.min_region_size = int(min_region_size)
+        cls = set(self.classes)
+        self.groups = {k: [c for c in v if c in cls] for k, v in (groups or {}).items()}
         self.reset()
 
     def reset(self) -> None:
@@ -141,39 +161,41 @@ class InstanceAPEvaluator:
                preds: Sequence[Prediction], agnostic: bool) -> _SceneMatch:
         n = len(gt_ids)
         valid_cls = set(self.classes)
-        ids = [i for i in np.unique(gt_ids) if i != 0 and gt_labels.get(int(i)) in valid_cls]
+        ids = [int(i) for i in np.unique(gt_ids) if i != 0 and gt_labels.get(int(i)) in valid_cls]
         sizes = np.array([(gt_ids == i).sum() for i in ids], np.int64)
-        keep = [i for i, s in zip(ids, sizes) if s >= self.min_region_size]
+        # void: points of no evaluated GT instance (unannotated or of another class)
         void = np.ones(n, bool)
-        if keep:
-            void[np.isin(gt_ids, keep)] = False
-        # small GT instances of evaluated classes are ignored regions too (ScanNet)
-        preds = [p for p in preds if len(p.point_indices) >= self.min_region_size
-                 and (agnostic or p.label in valid_cls)]
+        if ids:
+            void[np.isin(gt_ids, ids)] = False
+        preds = [p for p in preds if (agnostic or p.label in valid_cls)]
+        masks = [np.unique(np.asarray(p.point_indices, np.int64)) for p in preds]
+        keep = [k for k, m in enumerate(masks) if len(m) >= self.min_region_size]
+        preds, masks = [preds[k] for k in keep], [masks[k] for k in keep]
         g_index = np.full(int(gt_ids.max()) + 1 if n else 1, -1, np.int64)
-        for j, i in enumerate(keep):
-            g_index[int(i)] = j
+        for j, i in enumerate(ids):
+            g_index[i] = j
         col = g_index[gt_ids] if n else np.zeros(0, np.int64)
-        inter = np.zeros((len(preds), len(keep)), np.int64)
-        ignore = np.zeros(len(preds), np.int64)
+        inter = np.zeros((len(preds), len(ids)), np.int64)
+        void_pts = np.zeros(len(preds), np.int64)
         if preds:
-            rows = np.repeat(np.arange(len(preds)), [len(p.point_indices) for p in preds])
-            pts = np.concatenate([np.asarray(p.point_indices, np.int64) for p in preds])
+            rows = np.repeat(np.arange(len(preds)), [len(m) for m in masks])
+            pts = np.concatenate(masks)
             c = col[pts]
             sel = c >= 0
-            if keep:
+            if ids:
                 inter = sparse.coo_matrix(
                     (np.ones(int(sel.sum()), np.int64), (rows[sel], c[sel])),
-                    shape=(len(preds), len(keep))).toarray()
-            ignore = np.bincount(rows[void[pts]], minlength=len(preds))
+                    shape=(len(preds), len(ids))).toarray()
+            void_pts = np.bincount(rows[void[pts]], minlength=len(preds))
         return _SceneMatch(
-            gt_class=[AGNOSTIC if agnostic else gt_labels[int(i)] for i in keep],
-            gt_size=np.array([s for s in sizes if s >= self.min_region_size], np.int64),
+            gt_class=[AGNOSTIC if agnostic else gt_labels[i] for i in ids],
+            gt_size=sizes,
+            gt_small=sizes < self.min_region_size,
             pred_class=[AGNOSTIC if agnostic else p.label for p in preds],
             pred_score=np.array([p.score for p in preds], np.float64),
-            pred_size=np.array([len(p.point_indices) for p in preds], np.int64),
+            pred_size=np.array([len(m) for m in masks], np.int64),
             inter=inter,
-            ignore=ignore,
+            void=void_pts,
         )
 
     def process(self, gt_instance_ids: np.ndarray, gt_labels: dict[int, str],
@@ -186,25 +208,24 @@ class InstanceAPEvaluator:
 
     @staticmethod
     def _scene_detections(s: _SceneMatch, cls: str, th: float) -> SceneDetections:
-        """Scored detections of class ``cls`` in one scene at IoU threshold ``th``."""
-        g_sel = [j for j, c in enumerate(s.gt_class) if c == cls]
-        p_sel = [i for i, c in enumerate(s.pred_class) if c == cls]
+        """Scored detections of class ``cls`` in one scene at IoU threshold ``th``
+        (ScanNet's ``evaluate_matches`` for one scene, class and threshold)."""
+        g_sel = np.array([j for j, c in enumerate(s.gt_class) if c == cls], np.int64)
+        p_sel = np.array([i for i, c in enumerate(s.pred_class) if c == cls], np.int64)
+        small = s.gt_small[g_sel]
+        inter = s.inter[np.ix_(p_sel, g_sel)].astype(np.float64)
+        union = s.pred_size[p_sel, None] + s.gt_size[None, g_sel] - inter
+        iou = inter / np.maximum(union, 1)
+        score = s.pred_score[p_sel]
+        taken = np.zeros(len(p_sel), bool)
         y_true: list[float] = []
         y_score: list[float] = []
         hard_fn = 0
-        if p_sel and g_sel:
-            inter = s.inter[np.ix_(p_sel, g_sel)].astype(np.float64)
-            union = s.pred_size[p_sel, None] + s.gt_size[None, g_sel] - inter
-            iou = inter / np.maximum(union, 1)
-        else:
-            iou = np.zeros((len(p_sel), len(g_sel)))
-        score = s.pred_score[p_sel]
-        matched = np.zeros(len(p_sel), bool)
-        for gj in range(len(g_sel)):
+        for gj in np.flatnonzero(~small):  # counted GT, in id order
             found = False
             best = 0.0
-            for pi in np.flatnonzero(iou[:, gj] > 0):
-                if matched[pi] or iou[pi, gj] <= th:
+            for pi in np.flatnonzero(inter[:, gj] > 0):  # overlapping predictions, in order
+                if taken[pi] or iou[pi, gj] <= th:
                     continue
                 conf = float(score[pi])
                 if found:
@@ -212,24 +233,24 @@ class InstanceAPEvaluator:
                     y_true.append(0.0)
                     y_score.append(min(best, conf))
                     best = max(best, conf)
-                else:  # (as ScanNet, only the first match is marked as used)
+                else:  # (as ScanNet, only the first match is marked as taken)
                     found = True
                     best = conf
-                    matched[pi] = True
+                    taken[pi] = True
             if found:
                 y_true.append(1.0)
                 y_score.append(best)
             else:
                 hard_fn += 1
         for pi in range(len(p_sel)):
-            if (iou[pi] > th).any():
+            if (iou[pi] > th).any():  # matches a GT of its class (small ones included)
                 continue
-            prop_ignore = s.ignore[p_sel[pi]] / max(1, s.pred_size[p_sel[pi]])
-            if prop_ignore <= th:
+            ignored = s.void[p_sel[pi]] + inter[pi, small].sum()
+            if ignored / max(1, s.pred_size[p_sel[pi]]) <= th:
                 y_true.append(0.0)
                 y_score.append(float(score[pi]))
-        return SceneDetections(np.array(y_true), np.array(y_score), hard_fn, bool(g_sel),
-                               bool(p_sel))
+        return SceneDetections(np.array(y_true), np.array(y_score), hard_fn,
+                               bool((~small).any()), len(p_sel) > 0)
 
     @staticmethod
     def pooled_ap(parts: Sequence[SceneDetections]) -> float:
@@ -271,12 +292,13 @@ class InstanceAPEvaluator:
         return out
 
     def evaluate(self) -> dict[str, Any]:
-        """Results: ``class_aware`` {AP, AP50, AP25, base, novel, per_class} and
+        """Results: ``class_aware`` {AP, AP50, AP25, base, novel, groups, per_class} and
         ``class_agnostic`` {AP, AP50, AP25}; values in [0, 1], NaN where undefined."""
         per = self._table(self._aware, self.classes)
         aware = self._mean(per, self.classes)
         aware["base"] = self._mean(per, self.base)
         aware["novel"] = self._mean(per, self.novel)
+        aware["groups"] = {k: self._mean(per, v) for k, v in self.groups.items()}
         aware["per_class"] = per
         agn = self._table(self._agnostic, [AGNOSTIC])[AGNOSTIC]
         return {"class_aware": aware, "class_agnostic": agn, "num_scenes": len(self._aware),
