@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test test-fast lint format demo data data-heldout data-calib teacher train eval bench clean
+.PHONY: help setup test test-fast lint format demo data data-test teacher train eval bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -27,23 +27,19 @@ format:  ## ruff's fixes and formatter
 demo:  ## node + scene player over DDS on the embedded demo weights; prints and draws instances
 	$(PY) -m folk_ros.demo --out out/demo
 
-TRAIN_SCENES ?= 120
-VAL_SCENES ?= 40
+TRAIN_SCENES ?= 100
+DEV_SCENES ?= 20
+TEST_SCENES ?= 30
 
-data:  ## synthetic ScanNet-layout dataset into data/synth (120 train + 40 val rooms, ~30 min)
+data:  ## synthetic rooms: 100 train + 20 dev into data/synth (resumable, ~20 s a room)
 	$(VENV)/bin/folk-synth --out data/synth --scenes $(TRAIN_SCENES) --seed 0 --split train --preview
-	$(VENV)/bin/folk-synth --out data/synth --scenes $(VAL_SCENES) --seed 1 --split val --preview
+	$(VENV)/bin/folk-synth --out data/synth --scenes $(DEV_SCENES) --seed 1 --split dev --preview
 
-HELDOUT_SCENES ?= 80
-
-data-heldout:  ## 80 more held-out rooms into data/val_extra (seed 2; tighter novel-class AP, ~14 min)
-	$(VENV)/bin/folk-synth --out data/val_extra --scenes $(HELDOUT_SCENES) --seed 2 --split val --first-index 2000
-
-data-calib:  ## 30 calibration rooms into data/calib3 (seed 3; for choosing settings, ~6 min)
-	$(VENV)/bin/folk-synth --out data/calib3 --scenes 30 --seed 3 --split val --first-index 3000
+data-test:  ## the frozen test rooms (seed 5, test meshes only) into data/test; report only, never tune
+	$(VENV)/bin/folk-synth --out data/test --scenes $(TEST_SCENES) --seed 5 --split test --preview
 
 teacher:  ## 2D teacher embeddings for every scene of data/synth
-	$(VENV)/bin/folk-teacher data/synth --out data/synth/teacher --config folk_model/folk_model/configs/teacher_offline.yaml --picture
+	$(VENV)/bin/folk-teacher data/synth --split train --out data/synth/teacher --config folk_model/folk_model/configs/teacher_offline.yaml --picture
 
 train:  ## label-guided distillation of the student (the demo weights' recipe)
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline.yaml

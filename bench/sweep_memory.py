@@ -1,13 +1,13 @@
-"""Choose the instance memory's settings (k, temperature, blend) on calibration rooms.
+"""Choose the instance memory's settings (k, temperature, blend) on dev rooms.
 
 The student segments each room once with its memory off; every memory variant then maps the
 same raw embeddings, so the proposals are identical across rows and only naming differs.
-Prints AP50 (all / base / novel) per variant, the embedding head alone first. Run it on rooms
-that no reported figure uses (``make data-calib``: data/calib3, seed 3), then write the best
-row into the training config's ``memory`` section and rebuild the memory with
+Prints AP50 (all / base / novel) per variant, the embedding head alone first. Run it on the
+dev rooms (``make data``: data/synth, split dev); test rooms are refused. Write the best row
+into the training config's ``memory`` section and rebuild the memory with
 ``folk-train --memory-only``.
 
-    python bench/sweep_memory.py --data-root data/calib3 [--without-unlabelled]
+    python bench/sweep_memory.py --data-root data/synth --split dev [--without-unlabelled]
 
 ``--without-unlabelled`` adds the shipped setting with the memory's unlabelled (novel)
 entries removed: what a class gets whose objects were not in the training rooms at all.
@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=DEFAULT_WEIGHTS, help="weights with a memory")
-    ap.add_argument("--data-root", nargs="+", default=["data/calib3"])
-    ap.add_argument("--split", default="val")
+    ap.add_argument("--data-root", nargs="+", default=["data/synth"])
+    ap.add_argument("--split", default="dev", help="dev rooms; test rooms are refused")
     ap.add_argument("--k", default="1,3,5,8,12", help="comma-separated neighbour counts")
     ap.add_argument("--temperature", default="0.01,0.02,0.05")
     ap.add_argument("--blend", default="0,0.3")
@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     vocab, novel = evaluation_vocabulary(args.data_root, manifest)
     text = encoder.encode_texts(vocab)
     rows = []
+    from folk_model.train.data import refuse_test_scene
+
     for sc in tqdm(load_eval_scenes(args.data_root, args.split), desc="segment", unit="scene"):
+        refuse_test_scene(sc.meta, sc.name, "a settings sweep")
         res = seg.segment(sc.points, sc.colors)
         rows.append((sc.instance_ids, sc.instance_labels(),
                      [i.point_indices for i in res.instances],

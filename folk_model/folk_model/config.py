@@ -41,8 +41,13 @@ class SynthConfig:
     depth_noise: bool = True  # add sensor-like depth noise and holes
     max_depth: float = 6.0  # depth beyond this is dropped (metres)
     scan_voxel: float = 0.02  # voxel size of the fused scene point cloud (metres)
-    split: str = "train"  # "train" uses the training models of each class; "val" the held-out
+    # model pool (catalog.split_models): "train", "dev" (rooms for choosing settings) or "test"
+    # (meshes no training or development run sees; for reporting only)
+    split: str = "train"
     jpeg_quality: int = 90  # colour JPEG quality
+    # also write <scene>_fused.ply / _fused_gt.txt: the noisy frames of a partial path with
+    # drifting poses fused by the node's VoxelMap, GT carried from the scan (what the node sees)
+    fused_map: bool = True
     cache_dir: str = ""  # converted furniture meshes; "" = ~/.cache/folk/sh3d
 
 
@@ -104,6 +109,12 @@ class StudentConfig:
     dual_set: bool = True  # also cluster the original (unshifted) foreground voxels (PointGroup)
     nms_iou: float = 0.5  # proposals overlapping a higher-scored one above this IoU are dropped
     min_score: float = 0.05  # proposals scored below this are dropped
+    # heights measured from an estimated floor plane (student/floor.py), in training and at
+    # inference: a floor at another height or tilted by a few degrees looks the same
+    floor_frame: bool = True
+    # voxels on the room's bounding planes (floor, walls, ceiling; RANSAC) are background
+    # whatever the network says, so that no proposal can swallow them (needs floor_frame)
+    structure_prior: bool = True
 
 
 @dataclass
@@ -179,6 +190,16 @@ class TrainConfig:
     checkpoint_every: int = 1  # save a checkpoint every n epochs (and always at the end)
     max_scenes: int = 0  # use at most this many training scenes; 0 = all
     init_weights: str = ""  # start from these student weights (.pt), e.g. a first stage
+    # --- a change of world (train.train.augment_world): what other rooms, sensors and maps do
+    fused_map_p: float = 0.5  # share of samples drawn from the scene's fused map (node's view)
+    augment_world: bool = True  # the augmentations below; False = crop, rotate, jitter only
+    aug_tilt_deg: float = 4.0  # gravity tilt up to this (the floor frame must undo it)
+    aug_z_shift: float = 0.6  # floor height moved by up to +- this (metres)
+    aug_sparse_structure_p: float = 0.25  # floor/walls thinned to 2-30% (coarse mesh vertices)
+    aug_density_p: float = 0.3  # every point kept with probability 25-100%
+    aug_slab_p: float = 0.2  # the floor gets an underside 5-30 cm below (a slab)
+    aug_gray_p: float = 0.15  # colour removed
+    aug_jitter: float = 0.005  # point jitter, sigma up to this (metres)
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def generate_room(out: Path, frames: int, width: int, height: int, seed: int) ->
     name = f"scene{seed:04d}_00"
     if (root / name / "color").is_dir():
         return root / name
-    cfg = SynthConfig(num_frames=frames, width=width, height=height, split="val",
+    cfg = SynthConfig(num_frames=frames, width=width, height=height, split="dev",
                       fx=577.87 * width / 640, fy=577.87 * width / 640)
     _log(f"generating a synthetic room ({frames} frames, {width}x{height}) in {root}")
     return generate_scene(root, name, seed, cfg)

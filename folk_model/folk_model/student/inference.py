@@ -12,6 +12,7 @@ import torch
 
 from folk_model.config import StudentConfig
 from folk_model.labelling import Labelling, label_embeddings
+from folk_model.student.floor import floor_frame, structure_mask
 from folk_model.student.memory import InstanceMemory
 from folk_model.student.model import FolkStudent, VoxelBatch, voxelize
 from folk_model.student.proposals import cluster_voxels, nms
@@ -99,7 +100,11 @@ class StudentSegmenter:
         return points, np.clip(colors, 0, 255).astype(np.uint8), valid
 
     def _voxelize(self, points: np.ndarray, colors: np.ndarray) -> VoxelBatch:
-        """Points [n, 3] and colours [n, 3] (all used) as a voxel batch on the device."""
+        """Points [n, 3] and colours [n, 3] (all used) as a voxel batch on the device, in the
+        floor frame when ``cfg.floor_frame`` (heights from the estimated floor, as in
+        training)."""
+        if self.cfg.floor_frame:
+            points = floor_frame(points).apply(points)
         return voxelize(torch.from_numpy(np.ascontiguousarray(points)).to(self.device),
                         torch.from_numpy(np.ascontiguousarray(colors)).to(self.device),
                         self.cfg.voxel_size)
@@ -133,6 +138,13 @@ class StudentSegmenter:
         counts_np = vb.counts.cpu().numpy()
         t2 = time.perf_counter()
         timings["network"] = t2 - t1
+        if self.cfg.structure_prior and self.cfg.floor_frame:
+            # floor, walls and ceiling are never part of an instance (student/floor.py)
+            stuff = structure_mask(centers_np)
+            fg_np[stuff] = 0.0
+            fg = fg * torch.from_numpy(~stuff).to(fg.device, fg.dtype)
+            timings["structure"] = time.perf_counter() - t2
+            t2 = time.perf_counter()
         sets = cluster_voxels(centers_np, offsets_np, fg_np, counts_np, self.cfg.fg_threshold,
                               self.cfg.cluster_radius, self.cfg.min_instance_points,
                               self.cfg.dual_set)

@@ -50,7 +50,14 @@ def read_config(path: str | Path) -> tuple[TrainConfig, StudentConfig, VLConfig,
 def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> dict[str, Any]:
     """Load the training scenes and teacher targets; returns kwargs for ``train``."""
     from folk_model.data.loader import load_scene
-    from folk_model.train.data import base_vocabulary, load_teacher, read_classes, scene_dirs
+    from folk_model.train.data import (
+        base_vocabulary,
+        load_fused_cloud,
+        load_teacher,
+        read_classes,
+        refuse_test_scene,
+        scene_dirs,
+    )
     from folk_model.train.train import build_train_scene
     from folk_model.vl import create_vl_encoder
 
@@ -67,9 +74,11 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
     dirs = scene_dirs(cfg.data_root, cfg.train_split)
     if cfg.max_scenes:
         dirs = dirs[: cfg.max_scenes]
-    scenes, sources = [], {}
+    scenes, sources, meshes = [], {}, set()
     for d in dirs:
         sc = load_scene(d)
+        refuse_test_scene(sc.meta, sc.name, "training")
+        meshes |= {o["model"] for o in sc.meta.get("objects", []) if o.get("model")}
         teacher = load_teacher(tdir, sc.name, expect=info)
         if teacher is None:
             logger.warning("no teacher output for %s in %s: no distillation targets", sc.name,
@@ -78,11 +87,13 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
                                        sc.instance_labels(), teacher, vocab, text,
                                        cfg.stuff_classes, cfg.consistency_fallback,
                                        cfg.unlabelled_targets, cfg.consensus_min_cos)
+        ts.fused = load_fused_cloud(d, keep_ids=set(ts.inst_class))
         scenes.append(ts)
         for k, v in counts.items():
             sources[k] = sources.get(k, 0) + v
-    logger.info("%d training scenes, %d classes; distillation targets by source: %s",
-                len(scenes), len(vocab), sources)
+    logger.info("%d training scenes (%d with a fused map), %d classes; distillation targets "
+                "by source: %s", len(scenes), sum(s.fused is not None for s in scenes),
+                len(vocab), sources)
     concept_emb = None
     if cfg.concepts:
         from folk_model.vl.concepts import concept_names, drop_named
@@ -94,7 +105,8 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
                         cfg.concepts, len(dropped), "; ".join(dropped))
         concept_emb = encoder.encode_texts(words)
     return {"scenes": scenes, "text_emb": text, "encoder_info": info, "vocab": vocab,
-            "extra_manifest": {"target_sources": sources}, "concept_emb": concept_emb}
+            "extra_manifest": {"target_sources": sources, "meshes": sorted(meshes)},
+            "concept_emb": concept_emb}
 
 
 def memory_only(cfg: TrainConfig, vl_cfg: VLConfig, mem_cfg: MemoryConfig, weights: str,

@@ -57,3 +57,40 @@ def base_vocabulary(classes: Sequence[str], novel: Sequence[str],
     """Training classes: all classes minus novel and stuff classes, in order."""
     drop = set(novel) | set(stuff)
     return [c for c in classes if c not in drop]
+
+
+class TestSceneError(ValueError):
+    """A ``test`` room was about to reach training, a memory or a settings sweep."""
+
+
+def refuse_test_scene(meta: dict[str, Any], name: str, use: str) -> None:
+    """Raise ``TestSceneError`` when a scene was made from the frozen ``test`` mesh pool.
+
+    Test rooms are for reporting a release's figures only: anything that learns from them
+    or picks a setting on them (training, the instance memory, sweeps) would make those
+    figures flatter what a user sees on their own data.
+    """
+    if meta.get("split") == "test":
+        raise TestSceneError(
+            f"{name} is a test room (meta.json split 'test'): test rooms are never used for "
+            f"{use}; use train rooms, or dev rooms for choosing settings")
+
+
+def load_fused_cloud(scene_dir: str | Path, keep_ids: set[int] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(points, colors, instance ids) of the fused map ``folk-synth`` stores beside a scene
+    (None when absent). Instance ids outside ``keep_ids`` (stuff, unannotated) become 0."""
+    from folk_model.data.loader import read_ply
+    from folk_model.fusion.replay import fused_cloud_paths
+
+    ply, gt = fused_cloud_paths(scene_dir)
+    if not ply.is_file() or not gt.is_file():
+        return None
+    pts, cols = read_ply(ply)
+    code = np.loadtxt(gt, dtype=np.int64).reshape(-1)
+    if len(code) != len(pts):
+        raise ValueError(f"{gt}: {len(code)} labels for {len(pts)} points of {ply}")
+    inst = np.where(code > 0, code % 1000, 0).astype(np.int32)
+    if keep_ids is not None:
+        inst[~np.isin(inst, list(keep_ids))] = 0
+    return pts.astype(np.float32), cols.astype(np.uint8), inst

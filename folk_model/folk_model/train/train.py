@@ -53,6 +53,7 @@ from folk_model.config import (
     save_config,
     to_dict,
 )
+from folk_model.student.floor import floor_frame
 from folk_model.student.inference import StudentSegmenter, resolve_device
 from folk_model.student.model import FolkStudent, voxelize
 from folk_model.student.proposals import cluster_voxels, mask_iou_matrix
@@ -74,6 +75,8 @@ class TrainScene:
         instance: int32 [N] instance id, 0 = background (unannotated or stuff class).
         inst_class: instance id -> index into the training vocabulary (-1: none/novel).
         inst_target: instance id -> float32 [D] unit distillation target (absent: none).
+        fused: the same room as the node sees it, (points, colors, instance) of the map fused
+            from its noisy frames (``folk-synth``'s ``_fused.ply``), or None.
     """
 
     name: str
@@ -82,6 +85,7 @@ class TrainScene:
     instance: np.ndarray
     inst_class: dict[int, int]
     inst_target: dict[int, np.ndarray]
+    fused: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def build_train_scene(
@@ -134,16 +138,26 @@ def build_train_scene(
     )
 
 
-def crop_and_augment(scene: TrainScene, crop_points: int, rng: np.random.Generator
+def crop_and_augment(scene: TrainScene, crop_points: int, rng: np.random.Generator,
+                     cfg: TrainConfig | None = None, floor: bool = True
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A random square room crop of at most ``crop_points`` points, rotated about z, flipped,
-    scaled and colour-jittered. Returns (points [n, 3], colors [n, 3] uint8, instance [n])."""
+    """One training sample of ``scene``: the mesh cloud or (``cfg.fused_map_p``) the fused
+    map, a random square crop of at most ``crop_points`` points, rotated about z, flipped,
+    scaled, colour-jittered, and changed the ways other worlds differ from ours
+    (``augment_world``), then put in the floor frame as inference does (``floor``).
+
+    Returns (points [n, 3], colors [n, 3] uint8, instance [n])."""
+    cfg = cfg or TrainConfig(fused_map_p=0.0, augment_world=False)
     pts, col, ins = scene.points, scene.colors, scene.instance
+    if scene.fused is not None and rng.random() < cfg.fused_map_p:
+        pts, col, ins = scene.fused
     if len(pts) > crop_points:
         c = pts[rng.integers(len(pts))]
         d = np.abs(pts[:, :2] - c[:2]).max(1)
         sel = np.argpartition(d, crop_points - 1)[:crop_points]
         pts, col, ins = pts[sel], col[sel], ins[sel]
+    if cfg.augment_world:
+        pts, col, ins = augment_world(pts, col, ins, rng, cfg)
     a = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]], np.float32)
     p = pts @ rot.T
@@ -152,7 +166,53 @@ def crop_and_augment(scene: TrainScene, crop_points: int, rng: np.random.Generat
     p = p * np.float32(rng.uniform(0.9, 1.1))
     colf = col.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.normal(0, 8, (1, 3))
     colf = colf + rng.normal(0, 3, colf.shape)
+    if cfg.augment_world:
+        p = _tilt_and_shift(p, rng, cfg)
+    if floor:
+        p = floor_frame(p).apply(p)
     return p.astype(np.float32), np.clip(colf, 0, 255).astype(np.uint8), ins
+
+
+def augment_world(pts: np.ndarray, col: np.ndarray, ins: np.ndarray,
+                  rng: np.random.Generator, cfg: TrainConfig
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ways a room built elsewhere differs from a ``folk-synth`` scan, drawn at random:
+    a sparse structure (a floor and walls of few mesh vertices), thinner points overall, a
+    floor slab with an underside, point jitter, colour removed. Instances stay aligned."""
+    floor_pts = (ins == 0) & (np.abs(pts[:, 2]) < 0.03)
+    if rng.random() < cfg.aug_slab_p and floor_pts.any():
+        under = pts[floor_pts].copy()
+        under[:, 2] -= rng.uniform(0.05, 0.3)
+        pts = np.concatenate([pts, under])
+        col = np.concatenate([col, col[floor_pts]])
+        ins = np.concatenate([ins, np.zeros(len(under), ins.dtype)])
+    keep = np.ones(len(pts), bool)
+    if rng.random() < cfg.aug_sparse_structure_p:
+        bg = ins == 0
+        keep[bg] = rng.random(int(bg.sum())) < rng.uniform(0.02, 0.3)
+    if rng.random() < cfg.aug_density_p:
+        keep &= rng.random(len(pts)) < rng.uniform(0.25, 1.0)
+    pts, col, ins = pts[keep], col[keep], ins[keep]
+    if cfg.aug_jitter > 0:
+        pts = pts + rng.normal(0, rng.uniform(0, cfg.aug_jitter), pts.shape).astype(np.float32)
+    if rng.random() < cfg.aug_gray_p:
+        g = col.astype(np.float32).mean(1, keepdims=True)
+        col = np.repeat(g, 3, 1).astype(np.uint8)
+    return pts.astype(np.float32), col, ins
+
+
+def _tilt_and_shift(p: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
+    """Tilt the cloud by up to ``aug_tilt_deg`` and move it by up to ``aug_z_shift`` in height:
+    the floor frame estimated next has to undo both, as it does at inference."""
+    ax = rng.normal(size=3)
+    ax[2] = 0
+    ax /= max(np.linalg.norm(ax), 1e-9)
+    ang = np.deg2rad(rng.uniform(0, cfg.aug_tilt_deg))
+    k = np.array([[0, -ax[2], ax[1]], [ax[2], 0, -ax[0]], [-ax[1], ax[0], 0]])
+    R = np.eye(3) + np.sin(ang) * k + (1 - np.cos(ang)) * k @ k
+    out = p @ R.T.astype(np.float32)
+    out[:, 2] += np.float32(rng.uniform(-cfg.aug_z_shift, cfg.aug_z_shift))
+    return out
 
 
 # ------------------------------------------------------------------------------------ model
@@ -475,7 +535,8 @@ def train(
             batch = []
             for j in range(cfg.batch_scenes):
                 sc = my_scenes[order[(step * cfg.batch_scenes + j) % len(order)]]
-                p, c, i = crop_and_augment(sc, cfg.crop_points, rng)
+                p, c, i = crop_and_augment(sc, cfg.crop_points, rng, cfg,
+                                           floor=student_cfg.floor_frame)
                 batch.append((p, c, i, sc))
             res = model(batch)
             opt.zero_grad(set_to_none=True)

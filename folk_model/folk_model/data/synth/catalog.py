@@ -4,7 +4,8 @@ The Debian package ``sweethome3d-furniture`` ships zip libraries (``*.sh3f``), e
 properties catalogue (``PluginFurnitureCatalog.properties``: name, category, real width / depth /
 height in cm, creator, model path) and textured OBJ models. We map catalogue names to class names
 in the spirit of ScanNet200 so that every class has several distinct meshes, and hold some models
-of each class out for validation scenes (so val scores measure generalisation to unseen shapes).
+of each class out for test scenes, and some for development scenes (``split_models``), so that
+scores measure generalisation to unseen shapes.
 
 Meshes are converted once into a compact ``.npz`` (world-scaled, z-up, base at z=0, centred in
 x/y, front facing -y) in a cache folder, because parsing OBJ files is the slowest step.
@@ -273,36 +274,71 @@ def _stable_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def split_models(models: tuple[CatalogModel, ...], split: str) -> dict[str, list[CatalogModel]]:
-    """Models per class for a split.
+MODEL_SPLITS = ("train", "dev", "test")
 
-    A third of each class's models (at least one, only for classes with three or more models) is
-    held out, chosen by a stable hash of the uid. "train" gets the rest; "val" gets the held-out
-    models, or all models of a class too small to hold any out.
+
+def _partition(n: int) -> tuple[int, int]:
+    """(test, dev) model counts for a class of ``n`` models.
+
+    Every class gives at least one model to ``test``, so that no class is ever evaluated on a
+    training mesh. ``dev`` gets models of its own only where at least two remain for training
+    (n >= 4); below that, dev rooms reuse training meshes of the class and reports mark the
+    class as seen-mesh on dev. Training keeps the rest.
     """
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    test = max(1, round(n / 4))
+    dev = max(1, round(n / 5))
+    if n - test - dev < 2:
+        dev = 0
+    return test, dev
+
+
+def split_models(models: tuple[CatalogModel, ...], split: str) -> dict[str, list[CatalogModel]]:
+    """Models per class for a split: "train", "dev" or "test".
+
+    Models are ordered by a stable hash of their uid; the first ``test`` of a class go to the
+    test pool, the next ``dev`` to the dev pool, the rest to training (``_partition``). Test
+    models never appear in another pool, so a ``test`` room is made of meshes that no
+    training or development run has seen. A class without dev models of its own (fewer
+    than four models) uses its training models in dev rooms.
+    """
+    if split not in MODEL_SPLITS:
+        raise ValueError(f"split must be one of {MODEL_SPLITS}, got {split!r}")
     by_cls: dict[str, list[CatalogModel]] = {}
     for m in models:
         by_cls.setdefault(m.cls, []).append(m)
     out: dict[str, list[CatalogModel]] = {}
     for cls, ms in sorted(by_cls.items()):
         ordered = sorted(ms, key=lambda m: _stable_hash(m.uid))
-        k = len(ordered) // 3 if len(ordered) >= 3 else 0
-        held, train = ordered[:k], ordered[k:]
-        out[cls] = sorted(train if split == "train" else (held or ordered), key=lambda m: m.uid)
+        n_test, n_dev = _partition(len(ordered))
+        pools = {"test": ordered[:n_test], "dev": ordered[n_test:n_test + n_dev],
+                 "train": ordered[n_test + n_dev:]}
+        chosen = pools[split] or pools["train"]
+        out[cls] = sorted(chosen, key=lambda m: m.uid)
+    return out
+
+
+def mesh_split_table(models: tuple[CatalogModel, ...] | None = None
+                     ) -> dict[str, dict[str, list[str]]]:
+    """Per class, the model uids of each pool and which pools reuse training meshes.
+
+    ``{cls: {"train": [...], "dev": [...], "test": [...], "seen_in": ["dev"] or []}}``;
+    written into every dataset's classes.json so that a report can say, per class, whether
+    the meshes it was measured on were seen in training.
+    """
+    models = load_catalog() if models is None else models
+    pools = {s: split_models(models, s) for s in MODEL_SPLITS}
+    out: dict[str, dict[str, list[str]]] = {}
+    for cls in sorted(pools["train"]):
+        row = {s: [m.uid for m in pools[s][cls]] for s in MODEL_SPLITS}
+        train = set(row["train"])
+        row["seen_in"] = [s for s in ("dev", "test") if set(row[s]) & train]
+        out[cls] = row
     return out
 
 
 def held_out_models(models: tuple[CatalogModel, ...] | None = None) -> dict[str, list[str]]:
-    """Held-out model uids per class (those reserved for validation scenes)."""
-    models = load_catalog() if models is None else models
-    train = split_models(models, "train")
-    out: dict[str, list[str]] = {}
-    for m in models:
-        if m not in train[m.cls]:
-            out.setdefault(m.cls, []).append(m.uid)
-    return out
+    """Test model uids per class: the meshes that only ``test`` rooms use."""
+    return {c: row["test"] for c, row in mesh_split_table(models).items()}
 
 
 # --------------------------------------------------------------------------------------------

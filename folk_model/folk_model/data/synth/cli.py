@@ -1,7 +1,10 @@
 """``folk-synth``: generate synthetic ScanNet-layout scenes.
 
     folk-synth --out data/synth --scenes 24 --seed 0 --split train
-    folk-synth --out data/synth --scenes 8 --seed 1 --split val     # held-out models
+    folk-synth --out data/synth --scenes 8 --seed 1 --split dev     # dev models
+    folk-synth --out data/test --scenes 40 --seed 5 --split test    # frozen test rooms
+
+An interrupted run resumes: scenes already complete (same seed and config) are kept.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dataset root (scenes, labels.tsv, splits/)")
     p.add_argument("--scenes", type=int, default=1, help="number of scenes")
     p.add_argument("--seed", type=int, default=0, help="dataset seed")
-    p.add_argument("--split", choices=["train", "val"], default=None,
-                   help="model pool and split file (default: config's split, 'train')")
+    p.add_argument("--split", choices=["train", "dev", "test"], default=None,
+                   help="model pool and split file (default: config's split, 'train'); "
+                        "'test' rooms use meshes no other pool has")
     p.add_argument("--frames", type=int, default=None, help="frames per scene (30..100)")
     p.add_argument("--width", type=int, default=None, help="image width")
     p.add_argument("--height", type=int, default=None, help="image height")
     p.add_argument("--first-index", type=int, default=None,
-                   help="number of the first scene (default 0 for train, 1000 for val)")
+                   help="number of the first scene (default 0 train, 1000 dev, 5000 test)")
     p.add_argument("--config", default=None, help="SynthConfig YAML/JSON file")
     p.add_argument("--preview", action="store_true", help="write <scene>/preview.png")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")

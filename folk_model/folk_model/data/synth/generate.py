@@ -20,16 +20,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...config import SynthConfig, save_config, to_dict
+from ...config import FusionConfig, SynthConfig, save_config, to_dict
+from ...fusion.replay import fuse_with_gt, fused_cloud_paths
 from .camera import intrinsic_matrix, trajectory
 from .catalog import (
     NOVEL_CLASSES,
     CatalogModel,
     MeshAsset,
     class_names,
-    held_out_models,
     load_catalog,
     load_mesh,
+    mesh_split_table,
     split_models,
 )
 from .layout import furnish, make_room, structure_meshes
@@ -40,7 +41,11 @@ CEILING = STRUCTURE_KINDS.index("ceiling") + 1
 log = logging.getLogger(__name__)
 
 MIN_INSTANCE_VERTICES = 30  # objects with fewer scan vertices are left unannotated
-VAL_FIRST_INDEX = 1000  # val scenes are numbered from here so they never collide with train
+# first scene number per split, so that scenes of different splits never share a name
+FIRST_INDEX = {"train": 0, "dev": 1000, "test": 5000}
+CEILING_IN_SCAN_P = 0.25  # share of rooms whose scan keeps the ceiling (most scans lack it)
+FUSED_DRIFT_M = 0.0015  # per-frame random-walk step of the fused map's camera position (m)
+FUSED_DRIFT_DEG = 0.03  # per-frame random-walk step of its orientation (degrees)
 
 WALL_PAINTS = np.array([[0.93, 0.91, 0.86], [0.85, 0.88, 0.90], [0.90, 0.86, 0.78],
                         [0.80, 0.84, 0.78], [0.95, 0.95, 0.95], [0.88, 0.80, 0.76],
@@ -164,6 +169,12 @@ def generate_scene(out_root: str | Path, name: str, seed: int, cfg: SynthConfig 
     inst_frames = np.zeros((cfg.num_frames, cfg.height, cfg.width), np.uint16)
     scan_p, scan_c, scan_i = [], [], []
     noise_rng = np.random.default_rng(seed + 7919)
+    # a separate stream, so that adding these choices left every earlier draw unchanged
+    var_rng = np.random.default_rng(seed + 104729)
+    keep_ceiling = bool(var_rng.random() < CEILING_IN_SCAN_P)
+    fused_frames = max(2, int(round(cfg.num_frames * var_rng.uniform(0.5, 1.0))))
+    drift = _pose_drift(var_rng, cfg.num_frames)
+    sensor_frames: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for i, pose in enumerate(poses):
         fr = renderer.render(K, pose, cfg.width, cfg.height)
         rgb = fr.rgb
@@ -179,11 +190,15 @@ def generate_scene(out_root: str | Path, name: str, seed: int, cfg: SynthConfig 
         inst_frames[i] = fr.instance
         # scan: back-project the clean depth (a reconstruction averages sensor noise away)
         z = fr.depth[::stride, ::stride].reshape(-1)
-        ok = (z > 0.2) & (z < cfg.max_depth) & (fr.kind[::stride, ::stride].reshape(-1) != CEILING)
+        ok = (z > 0.2) & (z < cfg.max_depth)
+        if not keep_ceiling:
+            ok &= fr.kind[::stride, ::stride].reshape(-1) != CEILING
         pc = dirs[ok] * z[ok, None]
         scan_p.append(pc @ pose[:3, :3].T + pose[:3, 3])
         scan_c.append(fr.rgb[::stride, ::stride].reshape(-1, 3)[ok])
         scan_i.append(fr.instance[::stride, ::stride].reshape(-1)[ok])
+        if cfg.fused_map and i < fused_frames:
+            sensor_frames.append((depth, rgb, K, drift[i] @ pose))
     t_render = time.perf_counter()
 
     pts, cols, vinst = voxel_fuse(np.concatenate(scan_p), np.concatenate(scan_c),
@@ -204,6 +219,22 @@ def generate_scene(out_root: str | Path, name: str, seed: int, cfg: SynthConfig 
     write_label_table(out / "labels.tsv", table)
     for i in range(cfg.num_frames):
         _save_png16(out / "instance" / f"{i}.png", remap[inst_frames[i]])
+    fused_info = None
+    if cfg.fused_map:
+        # what the node would see: the noisy sensor frames of a partial path, drifting poses,
+        # fused by the node's own VoxelMap; GT carried from the scan (nearest vertex, 5 cm)
+        fused = fuse_with_gt(sensor_frames, pts, gt, FusionConfig())
+        ply, gt_file = fused_cloud_paths(out)
+        fgt = np.where(fused.instance_ids > 0,
+                       fused.semantic_ids.astype(np.int64) * 1000 + fused.instance_ids, 0)
+        write_ply(ply, fused.points, fused.colors)
+        gt_file.write_text("\n".join(map(str, fgt.tolist())) + "\n")
+        fused_info = {"frames": len(sensor_frames), "frames_fused": fused.frames_fused,
+                      "vertices": len(fused.points),
+                      "annotated_share": round(float((fgt > 0).mean()), 4) if len(fgt) else 0.0,
+                      "drift_m": round(float(np.linalg.norm(drift[len(sensor_frames) - 1][:3, 3])),
+                                       4)}
+        del sensor_frames
     t_scan = time.perf_counter()
 
     new_id = {p.instance_id: int(remap[p.instance_id]) for p in placed}
@@ -225,6 +256,7 @@ def generate_scene(out_root: str | Path, name: str, seed: int, cfg: SynthConfig 
                  "door": None if room.door is None else [float(v) for v in room.door]},
         "objects": objects,
         "num_instances": len(kept), "num_vertices": len(pts),
+        "scan": {"ceiling": keep_ceiling}, "fused_map": fused_info,
         "licences": sorted({f"{p.model.uid}: {p.model.licence}, by {p.model.creator}"
                             for p in placed}),
         "seconds": {"layout": round(t_layout - t_start, 3), "render": round(t_render - t_layout, 3),
@@ -241,6 +273,36 @@ def generate_scene(out_root: str | Path, name: str, seed: int, cfg: SynthConfig 
     return out
 
 
+def _complete(scene_dir: Path, seed: int, cfg: SynthConfig) -> bool:
+    """True when ``scene_dir`` holds a finished scene of this seed and config (meta.json is
+    written last, so its presence means every other file is there)."""
+    meta = scene_dir / "meta.json"
+    if not meta.is_file():
+        return False
+    try:
+        m = json.loads(meta.read_text())
+    except json.JSONDecodeError:
+        return False
+    return m.get("seed") == int(seed) and m.get("config") == to_dict(cfg)
+
+
+def _pose_drift(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """Per-frame 4x4 world corrections of a drifting odometry: random walks of the position
+    (``FUSED_DRIFT_M`` per frame) and orientation (``FUSED_DRIFT_DEG``), starting at identity."""
+    from scipy.spatial.transform import Rotation
+
+    t = np.cumsum(rng.normal(0, FUSED_DRIFT_M, (n, 3)), 0)
+    r = np.cumsum(rng.normal(0, np.deg2rad(FUSED_DRIFT_DEG), (n, 3)), 0)
+    t[0], r[0] = 0, 0
+    out = []
+    for k in range(n):
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_rotvec(r[k]).as_matrix()
+        T[:3, 3] = t[k]
+        out.append(T)
+    return out
+
+
 def scene_seed(seed: int, index: int) -> int:
     """Per-scene seed from the dataset seed and the scene index (independent streams)."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
@@ -254,7 +316,9 @@ def write_dataset_files(out_root: Path, split: str, names: list[str]) -> None:
     (out_root / "classes.json").write_text(json.dumps({
         "classes": classes,
         "novel": [c for c in NOVEL_CLASSES if c in classes],
-        "held_out_models": held_out_models(),  # per class, the model uids only val scenes use
+        # per class: the model uids of the train / dev / test pools, and the pools that reuse
+        # training meshes ("seen_in"); test never does
+        "mesh_split": mesh_split_table(),
     }, indent=1))
     sp = out_root / "splits" / f"{split}.txt"
     sp.parent.mkdir(exist_ok=True)
@@ -268,22 +332,26 @@ def generate_dataset(out_root: str | Path, num_scenes: int, seed: int,
                      progress: Callable[[int, str, float], None] | None = None) -> list[Path]:
     """Generate ``num_scenes`` scenes named ``scene%04d_00`` into ``out_root``.
 
-    Train scenes are numbered from 0 and val scenes from ``VAL_FIRST_INDEX`` unless
-    ``first_index`` says otherwise. Writes the dataset-root files and
+    Scenes are numbered from ``FIRST_INDEX[split]`` unless ``first_index`` says otherwise.
+    A scene already complete with the same seed and config is kept, not regenerated, so an
+    interrupted run resumes where it stopped. Writes the dataset-root files and
     ``synth_<split>_seed<seed>.yaml`` (config, seed, seconds per scene). ``progress`` is called
     after each scene with (index, name, seconds).
     """
     cfg = cfg or SynthConfig()
     root = Path(out_root)
     if first_index is None:
-        first_index = 0 if cfg.split == "train" else VAL_FIRST_INDEX
+        first_index = FIRST_INDEX[cfg.split]
     names = [f"scene{first_index + i:04d}_00" for i in range(num_scenes)]
     write_dataset_files(root, cfg.split, [])
     paths, seconds = [], {}
     for i, name in enumerate(names):
         t0 = time.perf_counter()
-        paths.append(generate_scene(root, name, scene_seed(seed, first_index + i), cfg,
-                                    preview=preview))
+        s_seed = scene_seed(seed, first_index + i)
+        if _complete(root / name, s_seed, cfg):  # resume: an interrupted run goes on here
+            paths.append(root / name)
+        else:
+            paths.append(generate_scene(root, name, s_seed, cfg, preview=preview))
         seconds[name] = round(time.perf_counter() - t0, 3)
         write_dataset_files(root, cfg.split, [name])
         if progress is not None:
