@@ -140,10 +140,11 @@ def structure_mask(points: np.ndarray, inlier_dist: float = 0.03, min_area: floa
 
     ``points`` must be in the floor frame (``floor_frame``): the floor is z = 0. Floor points
     are those within ``floor_dist`` of it, or below it (a slab's underside). A wall or
-    ceiling is a plane (vertical or horizontal) that bounds the room: at most ``outside_share`` of the points lie beyond it,
-    and it holds at least ``min_area`` square metres of points (a wardrobe's front has the
-    wall behind it, a table top the floor below it; neither bounds the room). Planes are found
-    greedily by RANSAC on a subsample; their inliers are removed before the next one.
+    ceiling is a plane (vertical or horizontal) that bounds the room: at most
+    ``outside_share`` of the points lie beyond it, and it holds at least ``min_area`` square
+    metres of points (a wardrobe's front has the wall behind it, a table top the floor below
+    it; neither bounds the room). Planes are found greedily by RANSAC on a subsample; their
+    inliers are removed before the next one.
     """
     pts = np.asarray(points, np.float64).reshape(-1, 3)
     n_all = len(pts)
