@@ -151,10 +151,13 @@ def _write_real_scannet_scene(root: Path) -> Path:
     (s / f"{name}.aggregation.json").write_text(json.dumps({"segGroups": [
         {"id": 0, "objectId": 0, "label": "chair", "segments": [5]},
         {"id": 1, "objectId": 1, "label": "unknown thing", "segments": [7]},
-        {"id": 2, "objectId": 2, "label": "table", "segments": [9]}]}))
-    (root / "labels.tsv").write_text(
-        "id\traw_category\tcategory\tcount\tnyu40id\n1\tchair\tchair\t100\t5\n"
-        "2\tdining table\ttable\t50\t7\n")
+        {"id": 2, "objectId": 2, "label": "kitchen island", "segments": [9]}]}))
+    # ScanNet's own file name; ids 2 and 6 are ScanNet200 ids (named as ScanNet200 names them:
+    # 6 is "couch" whatever the category column says), 1500 is not (named by its category);
+    # the aggregation's labels are raw categories
+    (root / "scannetv2-labels.combined.tsv").write_text(
+        "id\traw_category\tcategory\tcount\tnyu40id\n2\tchair\tchair\t100\t5\n"
+        "6\tsofa\tsofa\t40\t6\n1500\tkitchen island\tcounter\t50\t12\n")
     return s
 
 
@@ -165,10 +168,10 @@ def test_real_scannet_layout(tmp_path: Path) -> None:
     assert scene.frame_ids == [0, 20]
     assert scene.intrinsic_color[0, 0] == pytest.approx(1170.2)
     assert scene.colors[3].tolist() == [200, 0, 0]
-    assert scene.label_table == {1: "chair", 2: "table"}
+    assert scene.label_table == {2: "chair", 6: "couch", 1500: "counter"}
     assert scene.instance_ids.tolist() == [1, 1, 0, 3]
-    assert scene.semantic_ids.tolist() == [1, 1, 0, 2]
-    assert scene.instance_labels() == {1: "chair", 3: "table"}
+    assert scene.semantic_ids.tolist() == [2, 2, 0, 1500]
+    assert scene.instance_labels() == {1: "chair", 3: "counter"}
     assert load_depth(scene, 20)[0, 0] == pytest.approx(1.5)
     assert load_color(scene, 0).shape == (968, 1296, 3)
 

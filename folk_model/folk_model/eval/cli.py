@@ -1,7 +1,15 @@
-"""``folk-eval``: ScanNet-style instance AP of the student and the teacher pipeline on the
+"""``folk-eval``: ScanNet-benchmark instance AP of the student and the teacher pipeline on the
 same proposals and the same held-out scenes; writes ``eval.json`` and ``eval.md``.
 
     folk-eval --weights W.pt --data-root data/synth --split val --out runs/eval [--no-teacher]
+    folk-eval --weights W.pt --data-root scannet200_val --out runs/s200 --no-teacher
+
+A dataset root with a ``classes.json`` (``folk-synth``) is evaluated over its classes. A root
+without one is read as ScanNet200: ground-truth label ids are ScanNet200's (named by a
+``labels.tsv`` / ``scannetv2-labels.combined.tsv`` when present), the vocabulary is the 198
+classes of the ScanNet200 instance task, and head / common / tail means are reported. Without
+``splits/``, every scene folder of the root is evaluated. Scene folders need only the mesh and
+the ground truth with ``--no-teacher``; the teacher pipeline also needs the RGB-D frames.
 """
 
 from __future__ import annotations
@@ -42,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", required=True, help="student .pt (manifest beside it)")
     ap.add_argument("--data-root", nargs="+", default=["data/synth"],
                     help="dataset root(s); the scenes of --split of each are evaluated "
-                         "together (same classes.json)")
-    ap.add_argument("--split", default="val")
+                         "together (same classes.json, or none: ScanNet200)")
+    ap.add_argument("--split", default="val",
+                    help="splits/<split>.txt of each root; a root without splits/: every "
+                         "scene folder")
     ap.add_argument("--out", default="runs/eval", help="output folder")
     ap.add_argument("--max-scenes", type=int, default=0,
                     help="0 = all scenes of the split (per root)")
@@ -77,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.vl import create_vl_encoder
 
     try:
+        # scenes first: a folder that cannot be evaluated fails before any model loads
+        scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes,
+                                  require_frames=not args.no_teacher)
         vl_cfg = load_config(VLConfig, args.vl_config)
         encoder = create_vl_encoder(vl_cfg, text_only=args.no_teacher)
         segmenter, manifest = load_weights(args.weights, args.device, expect=encoder.info())
@@ -86,11 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.novel is not None:
             override = [c.strip() for c in args.novel.split(",") if c.strip()]
         vocab, novel = evaluation_vocabulary(args.data_root, manifest, override)
+        groups = class_groups(args.data_root)
     except (WeightsError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
+    warn_unnamed_ground_truth(scenes, vocab)
     text = encoder.encode_texts(vocab)
-    scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes)
     clf = None
     if not args.no_teacher:
         from folk_model.teacher.baseline import TeacherClassifier
@@ -102,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     run = evaluate_scenes(segmenter, scenes, vocab, text, novel, clf, args.min_region_size,
                           repeats=args.repeats, gt_masks=args.gt_masks, progress=True,
                           on_scene=scene_pictures(out, args.pictures, vocab),
-                          bootstrap=args.bootstrap)
+                          bootstrap=args.bootstrap, class_groups=groups)
     summary = run.summary()
     summary.update({"weights": str(args.weights), "encoder": encoder.info(),
                     "vocabulary": vocab, "novel": novel, "split": args.split,
@@ -110,8 +124,33 @@ def main(argv: list[str] | None = None) -> int:
                     "memory": manifest.get("memory") if segmenter.memory is not None else None})
     (out / "eval.json").write_text(json.dumps(summary, indent=1))
     (out / "eval.md").write_text(markdown_report(summary))
+    print(results_table(summary))
     logger.info("wrote %s and %s", out / "eval.json", out / "eval.md")
     return 0
+
+
+def results_table(summary: dict[str, Any]) -> str:
+    """Mean AP / AP50 / AP25 per method as ScanNet's evaluator prints them (in %): the class
+    groups (ScanNet200: head, common, tail), base / novel, then the average over classes."""
+    rows = [f"{'what':<28}:{'AP':>8}{'AP_50%':>8}{'AP_25%':>8}{'classes':>9}"]
+    methods = [("student", summary["student"])]
+    if summary.get("teacher"):
+        methods.append(("teacher", summary["teacher"]))
+
+    def fmt(x: float) -> str:
+        return f"{'n/a':>8}" if x is None or np.isnan(x) else f"{100 * x:8.1f}"
+
+    for name, r in methods:
+        ca = r["class_aware"]
+        parts = [*ca.get("groups", {}).items(), ("base", ca["base"]), ("novel", ca["novel"]),
+                 ("average", ca)]
+        for split, d in parts:
+            rows.append(f"{name + ' ' + split:<28}:{fmt(d['AP'])}{fmt(d['AP50'])}"
+                        f"{fmt(d['AP25'])}{d['num_classes']:>9}")
+        ag = r["class_agnostic"]
+        rows.append(f"{name + ' class-agnostic':<28}:{fmt(ag['AP'])}{fmt(ag['AP50'])}"
+                    f"{fmt(ag['AP25'])}{'-':>9}")
+    return "\n".join(rows)
 
 
 def scene_pictures(out: Path, count: int, vocabulary: Sequence[str],
@@ -154,41 +193,107 @@ def _roots(data_roots: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(r) for r in roots]
 
 
+def _is_scannet200(root: Path) -> bool:
+    """A root without ``classes.json`` is read as ScanNet200 (its benchmark ground truth)."""
+    return not (root / "classes.json").is_file()
+
+
+def _kinds(roots: list[Path]) -> bool:
+    """Whether the roots are ScanNet200 ones; they must all be, or none."""
+    kinds = {_is_scannet200(r) for r in roots}
+    if len(kinds) > 1:
+        raise ValueError("dataset roots mix folk-synth roots (classes.json) and ScanNet200 ones "
+                         f"(no classes.json): {[str(r) for r in roots]}; evaluate them apart")
+    return kinds.pop()
+
+
 def evaluation_vocabulary(data_roots: str | Path | Sequence[str | Path],
                           manifest: dict[str, Any],
                           novel: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
-    """(vocabulary, novel classes) of an evaluation: every class of the dataset except the
-    stuff classes, and the novel classes given, else the weights' training record, else the
-    dataset's suggestion (classes.json). Several roots must list the same classes."""
+    """(vocabulary, novel classes) of an evaluation.
+
+    With ``classes.json``: every class of the dataset except the stuff classes; several roots
+    must list the same classes. Without (ScanNet200): the 198 classes of the ScanNet200
+    instance task. Novel classes: those given, else the weights' training record, else the
+    dataset's suggestion (classes.json).
+    """
     from folk_model.config import TrainConfig
+    from folk_model.data.scannet200 import instance_classes
     from folk_model.train.data import read_classes
 
     roots = _roots(data_roots)
-    stuff = set(TrainConfig().stuff_classes)
-    classes, novel_json = read_classes(roots[0])
-    vocab = [c for c in classes if c not in stuff]
-    for root in roots[1:]:
-        if [c for c in read_classes(root)[0] if c not in stuff] != vocab:
-            raise ValueError(f"{root}: classes.json differs from {roots[0]}'s")
+    if _kinds(roots):
+        vocab, novel_json = instance_classes(), []
+    else:
+        stuff = set(TrainConfig().stuff_classes)
+        classes, novel_json = read_classes(roots[0])
+        vocab = [c for c in classes if c not in stuff]
+        for root in roots[1:]:
+            if [c for c in read_classes(root)[0] if c not in stuff] != vocab:
+                raise ValueError(f"{root}: classes.json differs from {roots[0]}'s")
     if novel is None:
         novel = manifest.get("training", {}).get("novel_classes") or novel_json
     return vocab, list(novel)
 
 
+def class_groups(data_roots: str | Path | Sequence[str | Path]) -> dict[str, list[str]]:
+    """Class groups whose mean AP is reported: ScanNet200's head / common / tail for
+    ScanNet200 roots, none for folk-synth roots."""
+    from folk_model.data.scannet200 import class_splits
+
+    return class_splits() if _kinds(_roots(data_roots)) else {}
+
+
+def eval_scene_dirs(root: Path, split: str) -> list[Path]:
+    """The scene folders of ``split`` under ``root``: ``splits/<split>.txt`` when the root
+    has ``splits/``, else every scene folder (as ScanNet's benchmark folders come)."""
+    from folk_model.data.loader import list_scenes
+
+    if (root / "splits").is_dir():
+        return list_scenes(root, split)
+    dirs = list_scenes(root, None)
+    if not dirs:
+        raise ValueError(f"{root}: no scene folders (a scene folder <name>/ holds "
+                         "<name>_vh_clean_2.ply, or color/ for a recording) and no splits/")
+    logger.info("%s: no splits/ folder; evaluating all %d scene folders", root, len(dirs))
+    return dirs
+
+
 def load_eval_scenes(data_roots: str | Path | Sequence[str | Path], split: str,
-                     max_scenes: int = 0) -> list:
+                     max_scenes: int = 0, require_frames: bool = True) -> list:
     """The scenes of ``split`` under each root in turn (the first ``max_scenes`` of each;
-    0 = all)."""
-    from folk_model.data.loader import load_scene
-    from folk_model.train.data import scene_dirs
+    0 = all). ``require_frames=False`` accepts scene folders with the mesh and ground truth
+    only (enough for the student); with True their missing ``color/`` is an error that says
+    the teacher pipeline needs the frames."""
+    from folk_model.data.loader import SceneError, load_scene
 
     out = []
     for root in _roots(data_roots):
-        dirs = scene_dirs(root, split)
+        dirs = eval_scene_dirs(root, split)
         if max_scenes:
             dirs = dirs[:max_scenes]
-        out += [load_scene(d) for d in dirs]
+        for d in dirs:
+            try:
+                out.append(load_scene(d, require_frames=require_frames))
+            except SceneError as exc:
+                if require_frames and not (d / "color").is_dir():
+                    raise SceneError(f"{exc}: the teacher pipeline needs the RGB-D frames "
+                                     "(export them with ScanNet's SensReader), or run "
+                                     "folk-eval with --no-teacher") from exc
+                raise
     return out
+
+
+def warn_unnamed_ground_truth(scenes: Sequence[Any], vocabulary: Sequence[str]) -> None:
+    """Log a warning when no GT instance is named with a word of the vocabulary: every AP
+    would be n/a, which usually means the label table does not match the classes."""
+    vocab = set(vocabulary)
+    names = {n for sc in scenes for n in sc.instance_labels().values()}
+    if scenes and not names & vocab:
+        logger.warning("no ground-truth instance of these %d scenes is named with a class of "
+                       "the evaluation (GT names: %s); check the label table (labels.tsv) or "
+                       "add a classes.json listing the classes", len(scenes),
+                       sorted(names)[:10])
 
 
 if __name__ == "__main__":

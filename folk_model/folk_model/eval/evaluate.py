@@ -89,6 +89,7 @@ def evaluate_scenes(
     progress: bool = False,
     on_scene: Callable[[Any, SceneOutputs], None] | None = None,
     bootstrap: int = 0,
+    class_groups: dict[str, Sequence[str]] | None = None,
 ) -> EvalRun:
     """Run both methods over ``scenes`` (``Scene`` objects) and compute AP.
 
@@ -105,11 +106,13 @@ def evaluate_scenes(
         on_scene: called with (scene, SceneOutputs) after each scene (pictures, dumps).
         bootstrap: resamples of a paired scene bootstrap of AP50 (0: none): intervals for
             each method and for their difference (``folk_model.eval.bootstrap``).
+        class_groups: named class subsets whose mean AP is reported too (ScanNet200's head /
+            common / tail), in ``class_aware["groups"]``.
     """
     from tqdm import tqdm
 
-    ev_s = InstanceAPEvaluator(vocabulary, novel, min_region_size)
-    ev_t = InstanceAPEvaluator(vocabulary, novel, min_region_size)
+    ev_s = InstanceAPEvaluator(vocabulary, novel, min_region_size, class_groups)
+    ev_t = InstanceAPEvaluator(vocabulary, novel, min_region_size, class_groups)
     rec = {m: RecognitionEvaluator(vocabulary, text_embeddings, novel)
            for m in ("student", "teacher")}
     run = EvalRun({}, None)
@@ -196,7 +199,8 @@ def markdown_report(summary: dict[str, Any], title: str = "Student vs teacher pi
     lines += ["| method | split | AP | AP50 | AP25 | classes |", "|---|---|---|---|---|---|"]
     for name, r in methods:
         ca = r["class_aware"]
-        for split, d in (("all", ca), ("base", ca["base"]), ("novel", ca["novel"])):
+        for split, d in (("all", ca), ("base", ca["base"]), ("novel", ca["novel"]),
+                         *ca.get("groups", {}).items()):
             lines.append(f"| {name} | {split} | {_fmt(d['AP'])} | {_fmt(d['AP50'])} | "
                          f"{_fmt(d['AP25'])} | {d['num_classes']} |")
         ag = r["class_agnostic"]
