@@ -141,7 +141,7 @@ def test_worker_coalesces_requests_and_survives_errors():
             raise RuntimeError("boom")
         return _Seg()
 
-    w = SegmentationWorker(lambda: (snap, 5), seg, results.append, period=0.0, dim=4)
+    w = SegmentationWorker(lambda: (snap, 5, 0), seg, results.append, period=0.0, dim=4)
     w.start()
     try:
         assert w.request() == "started"
@@ -165,7 +165,7 @@ def test_worker_period_changes_take_effect_quickly():
     class _Seg:
         instances = ()
 
-    w = SegmentationWorker(lambda: (snap, 1), lambda p, c: calls.append(1) or _Seg(),
+    w = SegmentationWorker(lambda: (snap, 1, 0), lambda p, c: calls.append(1) or _Seg(),
                            lambda r: None, period=3600.0, dim=4)
     w.start()
     try:
@@ -188,12 +188,146 @@ def test_config_file_matches_node_defaults() -> None:
     from folk_ros.node import PARAMS
 
     path = Path(__file__).resolve().parents[1] / "folk_ros" / "config" / "segment.yaml"
-    params = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
-    assert set(params) == set(PARAMS), (sorted(set(PARAMS) - set(params)),
-                                        sorted(set(params) - set(PARAMS)))
+    text = path.read_text()
+    params = yaml.safe_load(text)["/**"]["ros__parameters"]
+    # Parameters unset by default (None) are documented as a commented example line.
+    unset = {n for n, (default, *_r) in PARAMS.items() if default is None}
+    assert set(params) == set(PARAMS) - unset, (sorted(set(PARAMS) - set(params)),
+                                                sorted(set(params) - set(PARAMS)))
+    for name in unset:
+        assert f"# {name}: [" in text, name
     for name, (default, *_rest) in PARAMS.items():
+        if name in unset:
+            continue
         value = params[name]
         if isinstance(default, float):
             assert value == pytest.approx(default), name
         else:
             assert value == default, name
+
+
+def test_worker_discards_a_run_that_a_reset_overtook():
+    """reset() during the network run: the result never reaches the callback and the tracker
+    keeps nothing of it (the next run's ids are not matched to pre-reset instances)."""
+    snap = MapSnapshot(np.arange(10, dtype=np.int64), np.zeros((10, 3), np.float32),
+                       np.zeros((10, 3), np.uint8), 1)
+    results = []
+    started = threading.Event()
+
+    class _Inst:
+        point_indices = np.arange(10)
+        score = 1.0
+        embedding = np.ones(4, np.float32)
+
+    class _Seg:
+        instances = (_Inst(),)
+
+    def seg(p, c):
+        started.set()
+        time.sleep(0.3)
+        return _Seg()
+
+    w = SegmentationWorker(lambda: (snap, 5, w.generation), seg, results.append, period=0.0,
+                           dim=4)
+    w.start()
+    try:
+        w.request()
+        assert started.wait(2.0)
+        assert w.reset() == 1
+        time.sleep(0.6)
+        assert results == [] and w.discarded == 1 and w.runs == 0
+        w.request()
+        time.sleep(0.6)
+        assert len(results) == 1 and results[0].generation == 1 and results[0].ids == [1]
+    finally:
+        w.stop()
+
+
+def test_sync_waits_for_a_late_depth_instead_of_taking_the_previous_one():
+    out = []
+    s = ApproxSync(0.05, lambda t, m: out.append((t, m)), streams=("color", "depth"))
+    ms = 1_000_000
+    s.add("depth", 0, "d0")
+    s.add("color", 0, "c0")
+    assert out == [(0, {"color": "c0", "depth": "d0"})]
+    s.add("color", 33 * ms, "c1")  # its depth is late; d0 is gone, nothing within slop
+    s.add("depth", 30 * ms, "d_early")  # 3 ms early: could still be beaten by an exact one
+    assert len(out) == 1
+    s.add("depth", 33 * ms, "d1")
+    assert out[-1] == (33 * ms, {"color": "c1", "depth": "d1"})
+
+
+def test_vocabulary_cache_is_bounded_lru_and_keeps_the_active_labels():
+    enc = _Enc()
+    v = Vocabulary(enc, max_labels=10, max_length=50, cache_size=3)
+    v.set(["a", "b"])
+    for i in range(10):
+        v.phrase(f"phrase {i}")
+    assert v.cached_texts == 3
+    labels, emb = v.current()
+    assert labels == ["a", "b"] and emb.shape == (2, 4)  # active embeddings are kept apart
+    n = len(enc.calls)
+    v.phrase("phrase 9")  # most recent: still cached
+    assert len(enc.calls) == n
+    v.phrase("phrase 0")  # evicted long ago: encoded again
+    assert len(enc.calls) == n + 1
+
+
+def test_camera_model_rectifies_plumb_bob_and_refuses_unknown_models():
+    from sensor_msgs.msg import CameraInfo
+
+    from folk_ros.conversions import CameraModel, distort_points
+
+    w, h = 64, 48
+    k = [50.0, 0, 32, 0, 50.0, 24, 0, 0, 1]
+    info = CameraInfo(width=w, height=h, distortion_model="plumb_bob")
+    info.k = k
+    info.d = [0.0] * 5
+    assert not CameraModel(info).distorted  # zero D: images used as they are
+    info.d = [0.3, 0.1, 0.001, -0.002, 0.0]  # pincushion: corners map outside
+    cam = CameraModel(info)
+    assert cam.distorted
+    # A raw image whose pixel value encodes its own column: after rectification, each pixel
+    # holds the raw column that the distortion model maps it to.
+    cols = np.tile(np.arange(w, dtype=np.float32), (h, 1))
+    rgb = np.zeros((h, w, 3), np.uint8)
+    _, depth = cam.rectify(rgb, cols + 1.0)
+    v, u = 30, 50  # off-centre: the raw column differs from the rectified one
+    xd, _ = distort_points(np.array([(u - 32) / 50.0]), np.array([(v - 24) / 50.0]),
+                           np.array(info.d), "plumb_bob")
+    expect = np.rint(xd[0] * 50 + 32)
+    assert expect != u and depth[v, u] == expect + 1.0
+    assert depth[24, 32] == 33.0  # the centre does not move
+    assert (depth == 0).any()  # rectified pixels outside the raw image: no depth
+    info.distortion_model = "fancy_lens"
+    with pytest.raises(InputError, match="image_rect") as exc:
+        CameraModel(info)
+    assert exc.value.kind == "distorted_image"
+    rect = CameraModel(info, "rectified")  # already rectified: D ignored, P's intrinsics
+    assert not rect.distorted
+
+
+def test_text_cache_is_bounded_and_appends(tmp_path):
+    from folk_model.vl.cache import TextCache
+
+    calls = []
+
+    def enc(prompts):
+        calls.append(list(prompts))
+        return np.stack([np.full(4, len(p), np.float32) for p in prompts])
+
+    c = TextCache(tmp_path, "b", "m", 4, max_entries=4)
+    c.get_or_encode(["w0"], enc)
+    size = c.path.stat().st_size
+    c.get_or_encode(["w1"], enc)
+    assert c.path.stat().st_size == 2 * size  # appended, not rewritten
+    for i in range(2, 30):
+        c.get_or_encode([f"w{i}"], enc)
+    assert len(c) == 4 and "w29" in c and "w0" not in c
+    assert c.path.stat().st_size <= 9 * size  # compacted: at most 2 x max_entries records
+    c2 = TextCache(tmp_path, "b", "m", 4, max_entries=4)
+    n = len(calls)
+    assert c2.get_or_encode(["w29", "w28"], enc)[:, 0].tolist() == [3.0, 3.0]
+    assert len(calls) == n  # read back from disk
+    out = c2.get_or_encode([f"x{i}" for i in range(10)], enc)  # more than the bound at once
+    assert out.shape == (10, 4) and len(c2) == 4

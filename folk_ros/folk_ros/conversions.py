@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
-from geometry_msgs.msg import Point, Vector3
+from geometry_msgs.msg import Point, Quaternion, Vector3
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -56,14 +56,18 @@ def _image_array(msg: Image, channels: int, dtype: np.dtype) -> np.ndarray:
 
 
 def color_to_rgb(msg: Image) -> np.ndarray:
-    """A colour Image (rgb8 or bgr8) as uint8 RGB [H, W, 3]."""
+    """A colour Image (rgb8 or bgr8) as uint8 RGB [H, W, 3].
+
+    A view of the message's buffer, never a copy (bgr8 is a reversed-channel view): fusion
+    reads only every ``pixel_stride``-th pixel, so copying the whole image would be waste.
+    """
     if msg.encoding not in COLOR_ENCODINGS:
         raise InputError(
             "bad_encoding",
             f"colour encoding {msg.encoding!r} not supported; publish one of {COLOR_ENCODINGS}",
         )
     rgb = _image_array(msg, 3, np.dtype(np.uint8))
-    return rgb[..., ::-1].copy() if msg.encoding == "bgr8" else rgb
+    return rgb[..., ::-1] if msg.encoding == "bgr8" else rgb
 
 
 def depth_to_meters(msg: Image) -> tuple[np.ndarray, int]:
@@ -73,7 +77,13 @@ def depth_to_meters(msg: Image) -> tuple[np.ndarray, int]:
     counted. A frame without a single valid pixel is an error.
     """
     if msg.encoding in ("16UC1", "mono16"):
-        d = _image_array(msg, 1, np.dtype(np.uint16)).astype(np.float32) * 0.001
+        raw = _image_array(msg, 1, np.dtype(np.uint16))
+        # Integers are never NaN or negative: only the "any valid pixel" check is needed.
+        if not raw.any():
+            raise InputError("no_valid_depth", "depth image has no finite positive value")
+        d = raw.astype(np.float32)
+        d *= np.float32(0.001)
+        return d, 0
     elif msg.encoding == "32FC1":
         d = _image_array(msg, 1, np.dtype(np.float32)).astype(np.float32, copy=True)
     else:
@@ -99,7 +109,110 @@ def camera_matrix(info: CameraInfo) -> np.ndarray:
     return k
 
 
-def check_sizes(color: np.ndarray, depth: np.ndarray, info: CameraInfo) -> None:
+DISTORTION_MODES = ("rectify", "rectified")
+# Models whose distortion the node can undo (image_geometry / OpenCV conventions).
+RECTIFIABLE_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
+
+
+class CameraModel:
+    """Intrinsics of one camera_info and, for a distorted camera, the map that rectifies it.
+
+    Why here and not in the sync: a driver may publish camera_info once (latched) or at a
+    different rate than the images, so the node keeps the latest one per frame id and builds
+    this once per distinct camera_info; the per-frame cost is then one gather per image (only
+    for a camera with non-zero distortion).
+
+    ``mode`` "rectify": the images are raw; non-zero distortion of a model in
+    RECTIFIABLE_MODELS is undone with a nearest-pixel map (depth must not be interpolated
+    across edges), with K as the rectified camera matrix. "rectified": the images are
+    already rectified (image_proc's image_rect topics): D is ignored, P's intrinsics are used.
+    """
+
+    def __init__(self, info: CameraInfo, mode: str = "rectify") -> None:
+        self.width, self.height = int(info.width), int(info.height)
+        self.frame_id = info.header.frame_id
+        self.k = camera_matrix(info)
+        d = np.asarray(info.d, np.float64)
+        self.distortion_model = info.distortion_model or "plumb_bob"
+        self.map_v: np.ndarray | None = None  # source row per rectified pixel
+        self.map_u: np.ndarray | None = None
+        self.map_valid: np.ndarray | None = None
+        if mode == "rectified":
+            p = np.asarray(info.p, np.float64).reshape(3, 4)
+            if np.all(np.isfinite(p)) and p[0, 0] > 0 and p[1, 1] > 0:
+                self.k = p[:3, :3].copy()
+            return
+        if d.size == 0 or not np.any(d):
+            return
+        if not np.all(np.isfinite(d)):
+            raise InputError("bad_camera_info", f"camera_info D is not finite: {list(d)}")
+        if self.distortion_model not in RECTIFIABLE_MODELS:
+            raise InputError(
+                "distorted_image",
+                f"camera_info has distortion model {self.distortion_model!r} with non-zero D "
+                f"{list(d)}, which the node cannot undo; feed the rectified images instead "
+                "(image_proc's image_rect_color and a depth registered to it, e.g. "
+                "color_topic:=/camera/color/image_rect_color) and set distortion:=rectified",
+            )
+        if self.width <= 0 or self.height <= 0:
+            raise InputError("bad_camera_info", "camera_info has no image size")
+        self._build_map(d)
+
+    def _build_map(self, d: np.ndarray) -> None:
+        """For every pixel of the rectified image (camera matrix K): the raw pixel it shows."""
+        k = self.k
+        u, v = np.meshgrid(np.arange(self.width, dtype=np.float64),
+                           np.arange(self.height, dtype=np.float64))
+        x = (u - k[0, 2]) / k[0, 0]
+        y = (v - k[1, 2]) / k[1, 1]
+        xd, yd = distort_points(x, y, d, self.distortion_model)
+        su = np.rint(xd * k[0, 0] + k[0, 2])
+        sv = np.rint(yd * k[1, 1] + k[1, 2])
+        valid = (su >= 0) & (su < self.width) & (sv >= 0) & (sv < self.height)
+        self.map_u = np.where(valid, su, 0).astype(np.intp)
+        self.map_v = np.where(valid, sv, 0).astype(np.intp)
+        self.map_valid = valid
+
+    @property
+    def distorted(self) -> bool:
+        return self.map_u is not None
+
+    def rectify(self, color: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw colour and depth -> rectified (pinhole K); pixels outside the raw image get no
+        depth. Identity for an undistorted camera."""
+        if self.map_u is None:
+            return color, depth
+        d = depth[self.map_v, self.map_u]
+        d[~self.map_valid] = 0.0
+        return color[self.map_v, self.map_u], d
+
+
+def distort_points(x: np.ndarray, y: np.ndarray, d: np.ndarray,
+                   model: str) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised undistorted image coordinates -> distorted ones (OpenCV's formulas).
+
+    plumb_bob / rational_polynomial: D = k1, k2, p1, p2, k3[, k4, k5, k6];
+    equidistant (fisheye): D = k1, k2, k3, k4.
+    """
+    c = np.zeros(8)
+    c[: min(8, d.size)] = d[:8]
+    if model == "equidistant":
+        r = np.hypot(x, y)
+        theta = np.arctan(r)
+        t2 = theta * theta
+        theta_d = theta * (1 + c[0] * t2 + c[1] * t2**2 + c[2] * t2**3 + c[3] * t2**4)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.where(r > 1e-12, theta_d / r, 1.0)
+        return x * scale, y * scale
+    k1, k2, p1, p2, k3, k4, k5, k6 = c
+    r2 = x * x + y * y
+    radial = (1 + k1 * r2 + k2 * r2**2 + k3 * r2**3) / (1 + k4 * r2 + k5 * r2**2 + k6 * r2**3)
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return xd, yd
+
+
+def check_sizes(color: np.ndarray, depth: np.ndarray, info: CameraInfo | CameraModel) -> None:
     """Colour, depth and camera_info must agree on the image size (depth registered)."""
     hc, wc = color.shape[:2]
     hd, wd = depth.shape
@@ -213,17 +326,29 @@ BOX_NS = "folk/boxes"
 TEXT_NS = "folk/labels"
 
 
+def delete_all_markers(header: Header) -> list[Marker]:
+    """DELETEALL in each of the node's namespaces: RViz drops what an earlier run (or an
+    earlier process of this node) left behind. One per namespace because RViz 2 limits a
+    DELETEALL with a namespace to that namespace."""
+    return [Marker(header=header, ns=ns, id=0, action=Marker.DELETEALL)
+            for ns in (BOX_NS, TEXT_NS)]
+
+
 def make_markers(
     header: Header,
     instances: Sequence[tuple[int, str, float, Sequence[float], Sequence[float]]],
     previous_ids: set[int],
+    clear_first: bool = False,
 ) -> MarkerArray:
     """Box + text marker per instance, coloured by label; DELETE for ids no longer present.
 
     ``instances``: (id, label, score, centroid xyz, size xyz). Markers carry the instance id
     as marker id in two namespaces, so RViz updates them in place across runs.
+    ``clear_first``: start with DELETEALL (the first markers after a start or a reset).
     """
     out = MarkerArray()
+    if clear_first:
+        out.markers.extend(delete_all_markers(header))
     current = set()
     for iid, label, score, c, s in instances:
         current.add(iid)
@@ -265,6 +390,19 @@ def pose_to_matrix(position: Point, orientation: object) -> np.ndarray:
     if not np.all(np.isfinite(m)):
         raise InputError("bad_pose", "pose position is not finite")
     return m
+
+
+def transform_to_matrix(values: Sequence[float]) -> np.ndarray:
+    """[x, y, z, qx, qy, qz, qw] (static_transform_publisher's order) as a 4x4 matrix."""
+    if len(values) != 7:
+        raise ValueError(f"need 7 numbers x, y, z, qx, qy, qz, qw; got {len(values)}")
+    pos = Point(x=float(values[0]), y=float(values[1]), z=float(values[2]))
+    q = Quaternion(x=float(values[3]), y=float(values[4]), z=float(values[5]),
+                   w=float(values[6]))
+    try:
+        return pose_to_matrix(pos, q)
+    except InputError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def matrix_to_quaternion(m: np.ndarray) -> tuple[float, float, float, float]:

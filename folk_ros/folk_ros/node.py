@@ -2,14 +2,20 @@
 
 Data flow (one direction, no callback ever runs the network):
 
-    colour, depth, camera_info callbacks --ApproxSync--> LatestQueue (keeps newest, counts drops)
-        -> fusion thread: convert + validate, pose at the image stamp (TF or topic),
-           VoxelMap.integrate under the map lock
+    colour, depth callbacks --ApproxSync--> LatestQueue (keeps newest, counts drops)
+    camera_info callbacks (volatile and latched) --> latest camera_info per frame id
+        -> fusion thread: convert + validate, camera model (rectification) of the image's
+           frame, pose at the image stamp (TF, or a body pose topic composed with the
+           camera's mounting), VoxelMap.integrate under the map lock
     SegmentationWorker thread (every segment_period s or ~/segment): map snapshot -> student
         -> stable ids -> label with the current vocabulary -> publish
     set_vocabulary: encode only new texts, relabel the last run from cached embeddings, publish
 
-Outputs carry the stamp of the newest fused frame and the fixed frame.
+Outputs are in the fixed frame, stamped with the newest image stamp at which the node found
+the camera's pose in the fixed frame (fused or skipped by the keyframe gate): TF is known to
+cover that time, and it keeps advancing while the robot stands still, so a consumer can
+always transform the outputs (the newest *fused* frame's stamp would freeze, then fall out of
+the consumers' TF buffers).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -52,15 +59,18 @@ from folk_msgs.msg import Instance, InstanceArray
 from folk_msgs.srv import QueryInstances, SetVocabulary
 from folk_ros.backend import StartupError, load_backend
 from folk_ros.conversions import (
+    DISTORTION_MODES,
+    CameraModel,
     InputError,
-    camera_matrix,
     check_sizes,
     color_to_rgb,
+    delete_all_markers,
     depth_to_meters,
     make_cloud,
     make_markers,
     pose_to_matrix,
     stamp_ns,
+    transform_to_matrix,
 )
 from folk_ros.sync import ApproxSync, PoseBuffer
 from folk_ros.vocabulary import Vocabulary, VocabularyError, validate_labels
@@ -103,15 +113,26 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "fixed_frame": ("map", "frame of the map and of every output", True, None),
     "camera_frame": ("", "camera optical frame for TF; empty = the colour image's frame_id",
                      True, None),
-    "pose_source": ("auto", "camera pose from 'tf', a 'pose' topic (PoseStamped), an "
-                    "'odometry' topic (Odometry), or 'auto' (tf where tf2_ros is installed, "
-                    "else the pose topic); topic poses are of the colour optical frame", True,
-                    None),
+    "pose_source": ("tf", "camera pose from 'tf' (fixed_frame <- camera frame at the image "
+                    "stamp), a 'pose' topic (PoseStamped of pose_frame), an 'odometry' topic "
+                    "(Odometry of its child_frame_id), or 'auto' (tf where tf2_ros is "
+                    "installed, else the pose topic, with a warning)", True, None),
+    "pose_frame": ("", "frame whose pose the 'pose' topic gives (PoseStamped names none); "
+                   "empty = the camera optical frame; Odometry uses its child_frame_id",
+                   True, None),
+    "camera_mounting": (None, "pose of the camera optical frame in the topic pose's frame "
+                        "(e.g. base_link): [x, y, z, qx, qy, qz, qw] as doubles; unset = from "
+                        "TF (body <- camera frame)", True, None),
+    "distortion": ("rectify", "'rectify': images are raw, undo camera_info's plumb_bob / "
+                   "rational_polynomial / equidistant distortion; 'rectified': images are "
+                   "already rectified (image_rect), D ignored, P used", True, None),
+    "text_cache_size": (4096, "most text embeddings (labels, query phrases) kept in memory",
+                        True, (16, 10000000)),
     "input_reliability": ("best_effort", "QoS reliability of the inputs: best_effort (sensor "
                           "data, works with every driver) or reliable (no lost fragments of "
                           "large images; needs reliable publishers)", True, None),
     "pose_timeout": (0.1, "seconds to wait for the pose at an image's stamp", True, (0.0, 10.0)),
-    "sync_slop": (0.05, "max stamp difference (s) of colour, depth, camera_info and pose", True,
+    "sync_slop": (0.05, "max stamp difference (s) of colour, depth and pose", True,
                   (0.0, 5.0)),
     "frame_queue_size": (2, "synced frames waiting for fusion; oldest dropped when full", True,
                          (1, 100)),
@@ -136,7 +157,9 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "diagnostics_period": (1.0, "seconds between diagnostics messages", True, (0.05, 60.0)),
 }
 INT_PARAMS = {"max_labels", "max_label_length", "top_k", "frame_queue_size", "pixel_stride",
-              "max_voxels", "min_points"}
+              "max_voxels", "min_points", "text_cache_size"}
+TF2_HINT = ("install tf2_ros for Python (rosdep key tf2_ros_py: apt install "
+            "ros-$ROS_DISTRO-tf2-ros-py)")
 
 
 class RosLogHandler(logging.Handler):
@@ -167,6 +190,8 @@ class FolkNode(Node):
         self._declare_parameters()
         p = self._read_parameters()  # raises StartupError
         self.p = p
+        # Before the model loads: a pose source that cannot work fails at once.
+        self._resolve_pose_source()
         handler = RosLogHandler(self.get_logger())
         for name in ("folk_model", "folk_ros"):
             lg = logging.getLogger(name)
@@ -179,7 +204,8 @@ class FolkNode(Node):
                                     p["prompt_template"])
         enc = self.backend.encoder
         self.encoder_name = f"{enc.backend}/{enc.model}"
-        self.vocab = Vocabulary(enc, p["max_labels"], p["max_label_length"], p["prompt_template"])
+        self.vocab = Vocabulary(enc, p["max_labels"], p["max_label_length"], p["prompt_template"],
+                                cache_size=p["text_cache_size"])
         try:
             self.vocab.set(p["vocabulary"])
         except VocabularyError as exc:
@@ -206,6 +232,7 @@ class FolkNode(Node):
             raise StartupError(f"fusion parameters: {exc}") from exc
         self.map_lock = threading.Lock()
         self.latest_fused_stamp = 0
+        self.latest_posed_stamp = 0  # the outputs' stamp (module docstring)
         self.map_version = 0
         self.stats: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -213,9 +240,13 @@ class FolkNode(Node):
         self.fuse_times: deque[float] = deque(maxlen=100)
         self.frame_latency: deque[float] = deque(maxlen=100)
         self._rate_mark = (time.monotonic(), 0)  # for the input rate in diagnostics
-        self.frames = LatestQueue[tuple[int, dict[str, Any]]](p["frame_queue_size"])
-        self.sync = ApproxSync(p["sync_slop"], self._on_synced)
+        # (stamp, messages, map generation when synced)
+        self.frames = LatestQueue[tuple[int, dict[str, Any], int]](p["frame_queue_size"])
+        self.sync = ApproxSync(p["sync_slop"], self._on_synced, streams=("color", "depth"))
         self.poses = PoseBuffer(p["sync_slop"])
+        # camera_info: the latest per frame id, and the camera model built from it.
+        self._infos: dict[str, tuple[tuple, CameraInfo]] = {}
+        self._models: dict[str, tuple[tuple, CameraModel | InputError]] = {}
         self.tf_buffer: Any = None
         self._tf_error = ""  # detail of the last failed TF lookup, for the log
         self._stop = threading.Event()
@@ -232,8 +263,16 @@ class FolkNode(Node):
                                  callback_group=sensors)
         self.create_subscription(Image, "depth/image", lambda m: self._on_input("depth", m), qos,
                                  callback_group=sensors)
-        self.create_subscription(CameraInfo, "color/camera_info",
-                                 lambda m: self._on_input("info", m), qos, callback_group=sensors)
+        self.create_subscription(CameraInfo, "color/camera_info", self._on_info, qos,
+                                 callback_group=sensors)
+        # A second subscription for drivers that latch camera_info once (transient local):
+        # only a transient-local reader gets a sample published before it joined. With a
+        # volatile publisher it simply never matches; that is expected, so not logged.
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(
+            CameraInfo, "color/camera_info", self._on_info, latched, callback_group=sensors,
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _e: None))
         self._setup_pose_source(qos, sensors)
 
         out_qos = QoSProfile(depth=5)
@@ -255,6 +294,11 @@ class FolkNode(Node):
         self.result_lock = threading.Lock()
         self.publish_lock = threading.Lock()
         self.published_ids: set[int] = set()
+        self._clear_markers = True  # the next markers start with DELETEALL (start, reset)
+        # DELETEALL shortly after start (once subscribers such as RViz have matched): a
+        # restarted node must not leave the previous process's markers on screen.
+        self._clear_timer = self.create_timer(1.0, self._clear_markers_once,
+                                              callback_group=timers)
         self.worker = SegmentationWorker(
             self._snapshot, self.backend.segmenter.segment, self._on_result,
             p["segment_period"], dim=int(getattr(enc, "dim", 0)), min_iou=p["track_min_iou"],
@@ -264,8 +308,9 @@ class FolkNode(Node):
         self.fusion_thread.start()
         self.worker.start()
         self.get_logger().info(
-            f"folk_node up: fixed_frame={p['fixed_frame']}, pose_source={p['pose_source']}, "
-            f"segment_period={p['segment_period']} s, max_voxels={p['max_voxels']}"
+            f"folk_node up: fixed_frame={p['fixed_frame']}, pose_source={p['pose_source']}"
+            f"{self._pose_detail}, segment_period={p['segment_period']} s, "
+            f"max_voxels={p['max_voxels']}"
         )
 
     # ================================================================= parameters
@@ -273,7 +318,10 @@ class FolkNode(Node):
         for name, (default, text, ro, rng) in PARAMS.items():
             lo, hi = rng if rng else (None, None)
             desc = _desc(text, ro, lo, hi, integer=name in INT_PARAMS)
-            self.declare_parameter(name, default, desc)
+            if default is None:  # unset by default: a typed double array
+                self.declare_parameter(name, Parameter.Type.DOUBLE_ARRAY, desc)
+            else:
+                self.declare_parameter(name, default, desc)
 
     def _read_parameters(self) -> dict[str, Any]:
         """All parameters as plain values, validated together; StartupError lists problems."""
@@ -284,6 +332,15 @@ class FolkNode(Node):
                             "'best_effort' or 'reliable'")
         if p["pose_source"] not in POSE_SOURCES:
             problems.append(f"pose_source {p['pose_source']!r} is not one of {POSE_SOURCES}")
+        if p["distortion"] not in DISTORTION_MODES:
+            problems.append(f"distortion {p['distortion']!r} is not one of {DISTORTION_MODES}")
+        p["mounting"] = None
+        if p["camera_mounting"] is not None and len(p["camera_mounting"]):
+            try:
+                p["mounting"] = transform_to_matrix(list(p["camera_mounting"]))
+            except ValueError as exc:
+                problems.append(f"camera_mounting {list(p['camera_mounting'])}: {exc} (the "
+                                "camera optical frame's pose in the body frame, as doubles)")
         if p["min_depth"] >= p["max_depth"]:
             problems.append(f"min_depth {p['min_depth']} must be < max_depth {p['max_depth']}")
         if not p["fixed_frame"]:
@@ -310,66 +367,127 @@ class FolkNode(Node):
         return SetParametersResult(successful=True)
 
     # ================================================================= pose sources
+    def _resolve_pose_source(self) -> None:
+        """Decide where the camera pose comes from; StartupError when it cannot work.
+
+        Topic poses are of a body (Odometry: its child_frame_id, base_link on most robots;
+        PoseStamped: the frame named by pose_frame), so they are composed with the camera's
+        mounting (body <- camera optical frame): from camera_mounting when set, else from TF.
+        Without either, only a pose of the camera itself can be used.
+        """
+        p = self.p
+        try:
+            import tf2_ros  # noqa: F401
+        except ImportError:
+            have_tf2 = False
+        else:
+            have_tf2 = True
+        src = p["pose_source"]
+        if src == "auto":
+            src = "tf" if have_tf2 else "pose"
+            if not have_tf2:
+                self.get_logger().warning(
+                    "pose_source 'auto': tf2_ros is not installed, so the camera pose comes "
+                    "from the PoseStamped topic 'pose', not from TF; on a robot "
+                    f"{TF2_HINT} or set pose_source explicitly")
+            p["pose_source"] = src
+        if src == "tf" and not have_tf2:
+            raise StartupError(
+                f"pose_source is 'tf' but tf2_ros is not installed; {TF2_HINT}, or set "
+                "pose_source to 'pose' (PoseStamped) or 'odometry' (Odometry)")
+        self._mount_from = ""  # "", "parameter", "tf"
+        if src in ("pose", "odometry"):
+            camera_is_body = src == "pose" and (
+                not p["pose_frame"] or p["pose_frame"] == p["camera_frame"])
+            if p["mounting"] is not None:
+                self._mount_from = "parameter"
+            elif camera_is_body:
+                self._mount_from = ""
+            elif have_tf2:
+                self._mount_from = "tf"
+            else:
+                body = (f"pose_frame {p['pose_frame']!r}" if src == "pose"
+                        else "the Odometry's child_frame_id (base_link on most robots)")
+                raise StartupError(
+                    f"pose_source '{src}' gives the pose of {body}, not of the camera, and "
+                    "the node cannot get the camera's mounting: tf2_ros is not installed and "
+                    f"camera_mounting is not set. {TF2_HINT.capitalize()} and publish the "
+                    "robot's TF (robot_state_publisher), or set camera_mounting to the camera "
+                    "optical frame's pose in that frame, [x, y, z, qx, qy, qz, qw] as doubles"
+                    " ([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0] when the odometry is of the "
+                    "camera's optical frame itself)")
+        self._use_tf = src == "tf" or self._mount_from == "tf"
+        self._pose_detail = {"": "", "parameter": " (mounting: camera_mounting)",
+                             "tf": " (mounting: TF)"}[self._mount_from]
+
     def _setup_pose_source(self, qos: QoSProfile, group: Any) -> None:
         src = self.p["pose_source"]
-        if src == "auto":
-            try:
-                import tf2_ros  # noqa: F401
-            except ImportError:
-                self.get_logger().warning("pose_source auto: tf2_ros is not installed, using "
-                                          "the PoseStamped topic 'pose'")
-                src = "pose"
-            else:
-                src = "tf"
-            self.p["pose_source"] = src
-        if src == "tf":
-            try:
-                from tf2_ros import Buffer, TransformListener
-            except ImportError as exc:
-                raise StartupError(
-                    "pose_source is 'tf' but tf2_ros is not installed; install ros-<distro>-"
-                    "tf2-ros or set pose_source to 'pose' (PoseStamped) or 'odometry'"
-                ) from exc
+        if self._use_tf:
+            from tf2_ros import Buffer, TransformListener
+
             self.tf_buffer = Buffer()
             self._tf_listener = TransformListener(self.tf_buffer, self)
-        elif src == "pose":
+        if src == "pose":
             self.create_subscription(PoseStamped, "pose", self._on_pose, qos, callback_group=group)
-        else:
+        elif src == "odometry":
             self.create_subscription(Odometry, "odom", self._on_odom, qos, callback_group=group)
 
-    def _pose_in(self, header: Header, pose: Any) -> None:
+    def _pose_in(self, header: Header, pose: Any, body_frame: str) -> None:
         frame = header.frame_id
         if frame and frame != self.p["fixed_frame"]:
             self._bad("pose_frame", f"pose in frame {frame!r}, expected fixed_frame "
                       f"{self.p['fixed_frame']!r}; publish poses in the fixed frame or set it")
             return
         try:
-            self.poses.add(stamp_ns(header), pose_to_matrix(pose.position, pose.orientation))
+            self.poses.add(stamp_ns(header), pose_to_matrix(pose.position, pose.orientation),
+                           body_frame)
         except InputError as exc:
             self._bad(exc.kind, str(exc))
 
     def _on_pose(self, msg: PoseStamped) -> None:
-        self._pose_in(msg.header, msg.pose)
+        self._pose_in(msg.header, msg.pose, self.p["pose_frame"])
 
     def _on_odom(self, msg: Odometry) -> None:
-        self._pose_in(msg.header, msg.pose.pose)
+        self._pose_in(msg.header, msg.pose.pose, msg.child_frame_id or self.p["pose_frame"])
 
-    def _lookup_pose(self, stamp: int, camera_frame: str) -> np.ndarray | None:
-        timeout = self.p["pose_timeout"]
-        if self.tf_buffer is None:
-            return self.poses.lookup(stamp, timeout)
+    def _tf(self, target: str, source: str, stamp: int) -> np.ndarray | None:
+        """TF target <- source at ``stamp`` (waiting up to pose_timeout), or None."""
         from rclpy.duration import Duration
 
         try:
             tf = self.tf_buffer.lookup_transform(
-                self.p["fixed_frame"], camera_frame, Time(nanoseconds=stamp),
-                timeout=Duration(seconds=timeout),
+                target, source, Time(nanoseconds=stamp),
+                timeout=Duration(seconds=self.p["pose_timeout"]),
             )
         except Exception as exc:  # tf2 raises several lookup exception types
             self._tf_error = f"; TF: {exc}"
             return None
         t = tf.transform
         return pose_to_matrix(t.translation, t.rotation)
+
+    def _lookup_pose(self, stamp: int, camera_frame: str) -> np.ndarray | None:
+        """Camera optical frame in fixed_frame at ``stamp``; None (counted by the caller)."""
+        self._tf_error = ""
+        if self.p["pose_source"] == "tf":
+            return self._tf(self.p["fixed_frame"], camera_frame, stamp)
+        body = self.poses.lookup(stamp, self.p["pose_timeout"])
+        if body is None:
+            return None
+        body_frame = self.poses.frame
+        if not body_frame or body_frame == camera_frame:
+            return body
+        if self.p["mounting"] is not None:
+            return body @ self.p["mounting"]
+        if self.tf_buffer is None:  # only reachable with an empty camera frame id
+            self._tf_error = (f"; the pose is of {body_frame!r}, not of the camera frame "
+                              f"{camera_frame!r}, and no mounting is known")
+            return None
+        mount = self._tf(body_frame, camera_frame, stamp)
+        if mount is None:
+            self._tf_error = (f"; camera mounting {body_frame} <- {camera_frame} not in TF"
+                              f"{self._tf_error}")
+            return None
+        return body @ mount
 
     # ================================================================= inputs
     def _bad(self, kind: str, message: str) -> None:
@@ -385,9 +503,41 @@ class FolkNode(Node):
                       "not newer than the last synced frame; dropped (call ~/reset after a "
                       "bag loop or clock jump)")
 
+    def _on_info(self, msg: CameraInfo) -> None:
+        """Keep the latest camera_info per frame id (no stamp matching: drivers may latch it
+        once or publish it at their own rate). The key tells the fusion thread whether the
+        camera model must be rebuilt."""
+        self.stats["received_info"] += 1
+        key = (msg.width, msg.height, msg.distortion_model, tuple(msg.k), tuple(msg.d),
+               tuple(msg.p))
+        self._infos[msg.header.frame_id] = (key, msg)
+
+    def _camera_model(self, frame: str) -> CameraModel:
+        """The camera model of the latest camera_info for ``frame``; InputError when none."""
+        got = self._infos.get(frame) or self._infos.get("")
+        if got is None and not frame and len(self._infos) == 1:
+            got = next(iter(self._infos.values()))
+        if got is None:
+            seen = sorted(self._infos) or "none yet"
+            raise InputError("no_camera_info", f"no camera_info for the image frame {frame!r} "
+                             f"(camera_info frames seen: {seen}); remap camera_info_topic to "
+                             "the colour camera's camera_info")
+        key, info = got
+        cached = self._models.get(frame)
+        if cached is None or cached[0] != key:
+            try:
+                model: CameraModel | InputError = CameraModel(info, self.p["distortion"])
+            except InputError as exc:
+                model = exc
+            cached = (key, model)
+            self._models[frame] = cached
+        if isinstance(cached[1], InputError):
+            raise cached[1]
+        return cached[1]
+
     def _on_synced(self, stamp: int, msgs: dict[str, Any]) -> None:
         self.stats["synced"] += 1
-        self.frames.put((stamp, msgs))
+        self.frames.put((stamp, msgs, self.worker.generation))
 
     def _fusion_loop(self) -> None:
         while not self._stop.is_set():
@@ -401,16 +551,22 @@ class FolkNode(Node):
             except Exception as exc:  # one bad frame must not stop fusion
                 self._bad("fusion_error", f"{type(exc).__name__}: {exc}")
 
-    def _fuse(self, stamp: int, msgs: dict[str, Any]) -> None:
+    def _fuse(self, stamp: int, msgs: dict[str, Any], generation: int) -> None:
         t0 = time.perf_counter()
-        color = color_to_rgb(msgs["color"])
-        depth, n_bad = depth_to_meters(msgs["depth"])
-        info = msgs["info"]
-        check_sizes(color, depth, info)
-        k = camera_matrix(info)
+        cmsg, dmsg = msgs["color"], msgs["depth"]
+        cframe, dframe = cmsg.header.frame_id, dmsg.header.frame_id
+        if cframe and dframe and cframe != dframe:
+            raise InputError("depth_frame_mismatch", f"depth is in frame {dframe!r}, colour in "
+                             f"{cframe!r}: publish depth registered to the colour camera "
+                             "(e.g. the driver's aligned_depth_to_color topic)")
+        camera = self._camera_model(cframe)
+        color = color_to_rgb(cmsg)
+        depth, n_bad = depth_to_meters(dmsg)
+        check_sizes(color, depth, camera)
+        color, depth = camera.rectify(color, depth)
         if n_bad:
             self.stats["invalid_depth_pixels"] += n_bad
-        frame = self.p["camera_frame"] or msgs["color"].header.frame_id
+        frame = self.p["camera_frame"] or cframe
         pose = self._lookup_pose(stamp, frame)
         if pose is None:
             self._bad("pose_missing", f"no camera pose at t={stamp * 1e-9:.3f} s within "
@@ -419,7 +575,10 @@ class FolkNode(Node):
                       f"{self._tf_error}")
             return
         with self.map_lock:
-            res = self.map.integrate(depth, color, k, pose)
+            if self._stale(generation):
+                return
+            res = self.map.integrate(depth, color, camera.k, pose)
+            self.latest_posed_stamp = max(self.latest_posed_stamp, stamp)
             if res.fused:
                 self.latest_fused_stamp = max(self.latest_fused_stamp, stamp)
                 self.map_version += 1
@@ -428,36 +587,56 @@ class FolkNode(Node):
         now = self.get_clock().now().nanoseconds
         self.frame_latency.append((now - stamp) * 1e-9)
 
+    def _stale(self, generation: int) -> bool:
+        """A frame synced before a reset and fused after it (caller holds the map lock):
+        fusing it would bring back part of what the reset cleared."""
+        if generation != self.worker.generation:
+            self.stats["dropped_by_reset"] += 1
+            return True
+        return False
+
     # ================================================================= segmentation
-    def _snapshot(self) -> tuple[MapSnapshot, int] | None:
+    def _snapshot(self) -> tuple[MapSnapshot, int, int] | None:
         with self.map_lock:
             if len(self.map) < self.p["min_points"]:
                 return None
-            return self.map.snapshot(), self.latest_fused_stamp
+            return self.map.snapshot(), self.latest_fused_stamp, self.worker.generation
 
     def _on_result(self, result: RunResult) -> None:
-        with self.result_lock:
-            self.last_result = result
         if self.context.ok():  # shutting down: the publishers are gone
-            self._publish(result)
+            self._publish(result, new_run=True)
 
-    def _publish(self, result: RunResult) -> None:
+    def _publish(self, result: RunResult, new_run: bool = False) -> None:
         """Label ``result`` with the current vocabulary and publish every output.
 
         Serialised: the worker (new run) and set_vocabulary (relabel) may both publish; an
-        older run is never published after a newer one.
+        older run is never published after a newer one, and a run from before a reset is
+        neither published nor kept (the generation is checked under the publish lock, which
+        the reset holds while it clears).
         """
         with self.publish_lock:
+            if result.generation != self.worker.generation:
+                self.stats["results_discarded"] += 1
+                return
             with self.result_lock:
                 if self.last_result is not None and self.last_result.run > result.run:
                     return
+                if new_run:
+                    self.last_result = result
             self._publish_locked(result)
+
+    def _output_header(self, fallback_ns: int = 0) -> Header:
+        """Fixed frame, stamped as the module docstring says (newest posed image)."""
+        header = Header(frame_id=self.p["fixed_frame"])
+        stamp = self.latest_posed_stamp or fallback_ns
+        header.stamp = (Time(nanoseconds=stamp).to_msg() if stamp
+                        else self.get_clock().now().to_msg())
+        return header
 
     def _publish_locked(self, result: RunResult) -> None:
         labels, text_emb = self.vocab.current()
         lab = label_embeddings(result.embeddings, text_emb, top_k=self.p["top_k"])
-        header = Header(frame_id=self.p["fixed_frame"])
-        header.stamp = Time(nanoseconds=result.stamp_ns).to_msg()
+        header = self._output_header(result.stamp_ns)
         msg = InstanceArray(header=header, vocabulary=labels, encoder=self.encoder_name,
                             run=result.run, inference_seconds=float(result.seconds))
         marker_items = []
@@ -477,8 +656,10 @@ class FolkNode(Node):
             marker_items.append((int(iid), inst.label, inst.score, c, s))
         self.pub_instances.publish(msg)
         with self.result_lock:
-            markers = make_markers(header, marker_items, self.published_ids)
+            markers = make_markers(header, marker_items, self.published_ids,
+                                   clear_first=self._clear_markers)
             self.published_ids = {int(i) for i in result.ids}
+            self._clear_markers = False
         self.pub_markers.publish(markers)
         if self.p["publish_cloud"]:
             id_to_label = np.full(max(result.ids, default=0) + 1, -1, np.int32)
@@ -544,23 +725,35 @@ class FolkNode(Node):
         return res
 
     def _srv_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
-        with self.map_lock:
-            n = len(self.map)
-            self.map.reset()
-            self.latest_fused_stamp = 0
-        self.frames.clear()
-        self.sync.reset()
-        self.poses.clear()
-        self.worker.reset()
-        with self.result_lock:
-            self.last_result = None
-            old = self.published_ids
-            self.published_ids = set()
-        header = Header(frame_id=self.p["fixed_frame"])
-        header.stamp = self.get_clock().now().to_msg()
-        self.pub_markers.publish(make_markers(header, [], old))
-        res.success, res.message = True, f"map cleared ({n} voxels); instances forgotten"
+        """Clear map, instances and markers; a run in flight can no longer publish (its
+        generation is over) and frames queued before the reset are not fused after it.
+        camera_info is kept: a driver that latched it will not send it again."""
+        with self.publish_lock:
+            with self.map_lock:
+                n = len(self.map)
+                self.map.reset()
+                generation = self.worker.reset()
+                header = self._output_header()
+                self.latest_fused_stamp = 0
+                self.latest_posed_stamp = 0
+                self.frames.clear()
+            self.sync.reset()
+            self.poses.clear()
+            with self.result_lock:
+                self.last_result = None
+                self.published_ids = set()
+                self._clear_markers = False
+            self.pub_markers.publish(MarkerArray(markers=delete_all_markers(header)))
+        res.success, res.message = True, (f"map cleared ({n} voxels); instances forgotten "
+                                          f"(generation {generation})")
         return res
+
+    def _clear_markers_once(self) -> None:
+        """One-shot: DELETEALL soon after start (see __init__)."""
+        self._clear_timer.cancel()
+        with self.publish_lock:
+            self.pub_markers.publish(MarkerArray(markers=delete_all_markers(
+                self._output_header())))
 
     def _srv_segment(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         with self.map_lock:
@@ -608,6 +801,12 @@ class FolkNode(Node):
             "segment_runs": self.worker.runs,
             "segment_failures": self.worker.failures,
             "segment_busy": int(self.worker.busy),
+            "segment_discarded": self.worker.discarded + self.stats["results_discarded"],
+            "frames_dropped_by_reset": self.stats["dropped_by_reset"],
+            "camera_info_received": self.stats["received_info"],
+            "camera_info_frames": ",".join(sorted(self._infos)),
+            "pose_source": self.p["pose_source"] + self._pose_detail,
+            "texts_cached": self.vocab.cached_texts,
             "last_inference_s": last.seconds if last else 0.0,
             "instances": len(last.ids) if last else 0,
             "texts_encoded": self.vocab.encoded_texts,

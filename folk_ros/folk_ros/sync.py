@@ -1,11 +1,16 @@
-"""Approximate time synchronisation of colour, depth and camera_info, and a pose buffer.
+"""Approximate time synchronisation of colour and depth, and a pose buffer.
+
+camera_info is not synchronised (the node keeps the latest one per frame id: drivers may
+latch it once or send it at another rate); ``streams`` still allows it for other uses.
 
 message_filters is not installable from PyPI, so this is a small, dependency-free policy:
-each colour message is the pivot; it is matched with the depth and camera_info messages
-whose stamps are nearest to it, if they lie within ``slop`` seconds. Complete sets are
-emitted oldest first; everything at or before an emitted set is then dropped (colour
-messages passed over that way are counted in ``skipped``). Stamps that go backwards (bag loops,
-clock resets, a late driver) are rejected and counted, so the map is never fed the past.
+each colour message is the pivot; it is matched with the messages of the other streams
+whose stamps are nearest to it, if they lie within ``slop`` seconds; an inexact match waits
+until each stream has a message at or after the pivot (so a late depth image is not replaced
+by the previous one). Complete sets are emitted oldest first; everything at or before an
+emitted set is then dropped (colour messages passed over that way are counted in
+``skipped``). Stamps that go backwards (bag loops, clock resets, a late driver) are rejected
+and counted, so the map is never fed the past.
 
 Thread-safe: the node may call :meth:`ApproxSync.add` from several callback threads.
 """
@@ -24,20 +29,23 @@ STREAMS = ("color", "depth", "info")
 
 
 class ApproxSync:
-    """Match colour/depth/camera_info by nearest stamp within ``slop`` seconds."""
+    """Match the streams (colour first, the pivot) by nearest stamp within ``slop`` s."""
 
     def __init__(self, slop: float, callback: Callable[[int, dict[str, Any]], None],
-                 queue_size: int = 10) -> None:
+                 queue_size: int = 10, streams: tuple[str, ...] = STREAMS) -> None:
         if slop < 0:
             raise ValueError(f"slop must be >= 0, got {slop}")
+        if streams[0] != "color":
+            raise ValueError("the first stream must be 'color' (the pivot)")
         self.slop_ns = int(slop * 1e9)
         self.callback = callback
+        self.streams = tuple(streams)
         self._buf: dict[str, deque[tuple[int, Any]]] = {
-            s: deque(maxlen=queue_size) for s in STREAMS
+            s: deque(maxlen=queue_size) for s in self.streams
         }
         self._lock = threading.Lock()
         self._last_emitted = -1
-        self._last_in = dict.fromkeys(STREAMS, -1)
+        self._last_in = dict.fromkeys(self.streams, -1)
         self.out_of_order = 0  # messages rejected because their stamp went backwards
         self.matched = 0
         self.skipped = 0  # colour messages passed over for a newer matched one
@@ -48,7 +56,7 @@ class ApproxSync:
             for b in self._buf.values():
                 b.clear()
             self._last_emitted = -1
-            self._last_in = dict.fromkeys(STREAMS, -1)
+            self._last_in = dict.fromkeys(self.streams, -1)
 
     def add(self, stream: str, stamp: int, msg: Any) -> bool:
         """Add one message (stamp in ns); returns False when rejected as out of order."""
@@ -77,12 +85,17 @@ class ApproxSync:
         # Oldest complete frame first: callbacks of different topics run in any order, so a
         # newer frame can complete before an older one; the queue behind the sync is what
         # keeps only the newest frames under load.
+        others = self.streams[1:]
         for stamp, color in self._buf["color"]:
-            depth = self._nearest("depth", stamp)
-            info = self._nearest("info", stamp)
-            if depth is None or info is None:
+            near = {s: self._nearest(s, stamp) for s in others}
+            if any(m is None for m in near.values()):
                 continue
-            cut = max(stamp, depth[0], info[0])
+            # A better match may still come while a stream has nothing at or after the
+            # pivot (its message for this stamp is late): matching now would pair colour
+            # with the previous depth, i.e. with the wrong viewpoint.
+            if any(m[0] != stamp and self._last_in[s] < stamp for s, m in near.items()):
+                continue
+            cut = max(stamp, *(m[0] for m in near.values()))
             for name, b in self._buf.items():
                 while b and b[0][0] <= cut:
                     b.popleft()
@@ -91,12 +104,16 @@ class ApproxSync:
             self.skipped -= 1  # the matched colour message itself
             self._last_emitted = stamp
             self.matched += 1
-            return stamp, {"color": color, "depth": depth[1], "info": info[1]}
+            return stamp, {"color": color, **{s: m[1] for s, m in near.items()}}
         return None
 
 
 class PoseBuffer:
-    """Recent camera poses by stamp, for pose topics (PoseStamped / Odometry).
+    """Recent poses by stamp, for pose topics (PoseStamped / Odometry).
+
+    The poses are of the topic's body frame (Odometry's child_frame_id, or the frame named
+    by the node's pose_frame parameter); ``frame`` is the newest one seen, which the node
+    composes with the camera's mounting.
 
     :meth:`lookup` waits up to ``timeout`` for a pose at or after the stamp (the pose may
     arrive after the image), then interpolates the translation linearly and takes the
@@ -109,9 +126,11 @@ class PoseBuffer:
         self._poses: list[np.ndarray] = []
         self._size = size
         self._cond = threading.Condition()
+        self.frame = ""
 
-    def add(self, stamp: int, pose: np.ndarray) -> None:
+    def add(self, stamp: int, pose: np.ndarray, frame: str = "") -> None:
         with self._cond:
+            self.frame = frame
             i = bisect.bisect_right(self._stamps, stamp)
             self._stamps.insert(i, stamp)
             self._poses.insert(i, pose)

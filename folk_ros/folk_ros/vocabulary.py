@@ -2,12 +2,16 @@
 
 Why a cache: relabelling must be instant and the text encoder is the slow part, so every
 (template, text) pair is encoded once; a new vocabulary only encodes the texts not seen yet.
+Why bounded (least recently used first out): query phrases are free text, so an unbounded
+cache grows with every phrase a user ever asks for on a robot that runs for weeks. The
+active vocabulary's embeddings are held apart from the cache and never evicted.
 Validation lives here so that the start-up parameter and the service share one rule set.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,12 +59,15 @@ class Vocabulary:
     """Active labels + their unit text embeddings [M, D], with an encode-once cache."""
 
     def __init__(self, encoder: Any, max_labels: int, max_length: int,
-                 template: str = "{}") -> None:
+                 template: str = "{}", cache_size: int = 4096) -> None:
+        if cache_size < 1:
+            raise ValueError(f"cache_size must be >= 1, got {cache_size}")
         self.encoder = encoder
         self.max_labels = max_labels
         self.max_length = max_length
         self.template = validate_template(template)
-        self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.labels: list[str] = []
         self.embeddings = np.zeros((0, int(getattr(encoder, "dim", 0))), np.float32)
@@ -69,13 +76,27 @@ class Vocabulary:
     def encode(self, texts: Sequence[str], template: str | None = None) -> tuple[np.ndarray, int]:
         """Embeddings [len(texts), D] through the cache; returns (embeddings, newly encoded)."""
         tpl = self.template if template is None else template
-        missing = [t for t in dict.fromkeys(texts) if (tpl, t) not in self._cache]
+        found: dict[str, np.ndarray] = {}
+        for t in dict.fromkeys(texts):
+            e = self._cache.get((tpl, t))
+            if e is not None:
+                self._cache.move_to_end((tpl, t))
+                found[t] = e
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
             emb = np.asarray(self.encoder.encode_texts(missing, template=tpl), np.float32)
             for t, e in zip(missing, emb):
+                found[t] = e
                 self._cache[(tpl, t)] = e
             self.encoded_texts += len(missing)
-        return np.stack([self._cache[(tpl, t)] for t in texts]), len(missing)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return np.stack([found[t] for t in texts]), len(missing)
+
+    @property
+    def cached_texts(self) -> int:
+        """Entries in the (bounded) cache."""
+        return len(self._cache)
 
     def set(self, labels: Sequence[str], template: str = "") -> tuple[list[str], int]:
         """Validate and activate; returns (active labels, texts newly encoded).

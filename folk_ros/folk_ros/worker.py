@@ -8,6 +8,12 @@
   the network without any lock held by callbacks, assigns stable ids and hands a
   :class:`RunResult` to a callback. Exceptions are logged and counted, never swallowed
   silently, and the thread keeps serving.
+
+Reset versus a run in flight: every snapshot carries the map's *generation* (bumped by
+:meth:`SegmentationWorker.reset`). A run whose snapshot is of an older generation is thrown
+away before it touches the tracker or reaches the callback, and the node checks the
+generation again under its publish lock, so nothing from before a reset is ever published or
+kept as the last result after it.
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ class RunResult:
         num_points: int [K].
         seconds: wall time of the network (student) for this run.
         timings: the student's per-stage timings.
+        generation: the map generation (resets so far) the snapshot was taken in.
     """
 
     run: int
@@ -99,11 +106,12 @@ class RunResult:
     num_points: np.ndarray
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    generation: int = 0
 
 
 def build_result(run: int, stamp_ns: int, snap: MapSnapshot, instances: list[Any],
                  tracker: InstanceTracker, dim: int, seconds: float,
-                 timings: dict[str, float]) -> RunResult:
+                 timings: dict[str, float], generation: int = 0) -> RunResult:
     """Turn the student's instances into a :class:`RunResult` with stable ids and boxes."""
     instances = [i for i in instances if len(i.point_indices)]
     ids = tracker.assign([snap.keys[i.point_indices] for i in instances])
@@ -123,15 +131,16 @@ def build_result(run: int, stamp_ns: int, snap: MapSnapshot, instances: list[Any
            if k else np.zeros((0, dim), np.float32))
     scores = np.array([float(i.score) for i in instances], np.float32)
     return RunResult(run, stamp_ns, snap, ids, scores, emb, point_instance, cent, size, npts,
-                     seconds, dict(timings))
+                     seconds, dict(timings), generation)
 
 
 class SegmentationWorker:
     """Runs segmentation every ``period`` s (0 = only on request) on a worker thread.
 
     Args:
-        snapshot_fn: returns (MapSnapshot, stamp_ns) or None when there is nothing to segment;
-            it takes the map's lock only while copying.
+        snapshot_fn: returns (MapSnapshot, stamp_ns, generation) or None when there is nothing
+            to segment; it takes the map's lock only while copying, and reads
+            :attr:`generation` under the same lock under which the caller resets the map.
         segment_fn: (points, colours) -> object with ``instances`` and ``timings`` (the
             student's SegmentationResult).
         on_result: called on the worker thread with each RunResult.
@@ -140,7 +149,7 @@ class SegmentationWorker:
 
     def __init__(
         self,
-        snapshot_fn: Callable[[], tuple[MapSnapshot, int] | None],
+        snapshot_fn: Callable[[], tuple[MapSnapshot, int, int] | None],
         segment_fn: Callable[[np.ndarray, np.ndarray], Any],
         on_result: Callable[[RunResult], None],
         period: float,
@@ -160,6 +169,8 @@ class SegmentationWorker:
         self.runs = 0
         self.failures = 0
         self.skipped_empty = 0
+        self.generation = 0  # resets so far; see the module docstring
+        self.discarded = 0  # runs thrown away because a reset came while they ran
         self.last_error = ""
         self._last_start = float("-inf")  # the first periodic run is due at once
         self._thread = threading.Thread(target=self._loop, name="folk_segmentation", daemon=True)
@@ -185,10 +196,13 @@ class SegmentationWorker:
         self._wake.set()
         return state
 
-    def reset(self) -> None:
-        """Forget the previous run's instances (ids keep increasing, never reused)."""
+    def reset(self) -> int:
+        """Forget the previous run's instances (ids keep increasing, never reused) and start a
+        new generation: a run in flight is discarded. Returns the new generation."""
         with self._lock:
             self.tracker.reset()
+            self.generation += 1
+            return self.generation
 
     def _loop(self) -> None:
         # Short waits instead of one long one: a new ``period`` (a run-time parameter) takes
@@ -218,14 +232,18 @@ class SegmentationWorker:
         if got is None:
             self.skipped_empty += 1
             return None
-        snap, stamp = got
+        snap, stamp, generation = got
         t0 = time.perf_counter()
         seg = self._segment_fn(snap.points, snap.colors)
         seconds = time.perf_counter() - t0
         with self._lock:
+            if generation != self.generation:  # reset while the network ran
+                self.discarded += 1
+                log.info("segmentation run discarded: the map was reset while it ran")
+                return None
             self.runs += 1
             result = build_result(self.runs, stamp, snap, list(seg.instances), self.tracker,
-                                  self.dim, seconds, getattr(seg, "timings", {}))
+                                  self.dim, seconds, getattr(seg, "timings", {}), generation)
         log.info("segmentation run %d: %d instances on %d points in %.2f s", result.run,
                  len(result.ids), snap.points.shape[0], seconds)
         self._on_result(result)

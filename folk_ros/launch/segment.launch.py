@@ -5,8 +5,10 @@
         camera_info_topic:=/camera/color/camera_info fixed_frame:=map
 
 Parameters come from ``config`` (default: this package's config/segment.yaml); weights,
-device, fixed_frame and pose_source override it only when given (non-empty). Topic
-arguments remap the node's relative input names.
+device, fixed_frame, pose_source and pose_frame override it only when given (non-empty).
+``use_sim_time:=true`` when replaying a bag with ``ros2 bag play --clock`` (or in a
+simulator): the node's clock and TF lookups then follow /clock. Topic arguments remap the
+node's relative input names.
 """
 
 import os
@@ -23,7 +25,8 @@ OVERRIDES = {
                "demo weights shipped in folk_model)",
     "device": "torch device: cpu, cuda, cuda:1",
     "fixed_frame": "frame of the map and all outputs (default map)",
-    "pose_source": "camera pose from tf, pose (PoseStamped topic), odometry or auto",
+    "pose_source": "camera pose from tf (default), pose (PoseStamped topic), odometry or auto",
+    "pose_frame": "frame the PoseStamped topic gives the pose of (empty: the camera itself)",
 }
 TOPICS = {
     "color_topic": ("color/image", "/camera/color/image_raw", "colour image (rgb8 or bgr8)"),
@@ -32,9 +35,10 @@ TOPICS = {
     "camera_info_topic": ("color/camera_info", "/camera/color/camera_info",
                           "camera_info of the colour camera"),
     "pose_topic": ("pose", "/camera/pose",
-                   "PoseStamped of the colour optical frame (pose_source:=pose)"),
-    "odom_topic": ("odom", "/odom", "Odometry of the colour optical frame "
-                   "(pose_source:=odometry)"),
+                   "PoseStamped of pose_frame (default the colour optical frame) "
+                   "(pose_source:=pose)"),
+    "odom_topic": ("odom", "/odom", "Odometry of the robot (child_frame_id, composed with the "
+                   "camera mounting from TF or camera_mounting) (pose_source:=odometry)"),
 }
 
 
@@ -45,6 +49,10 @@ def _node(context: LaunchContext, *args: object, **kwargs: object) -> list[Node]
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
+    sim = LaunchConfiguration("use_sim_time").perform(context).strip().lower()
+    if sim not in ("true", "false"):
+        raise ValueError(f"use_sim_time must be true or false, got {sim!r}")
+    overrides["use_sim_time"] = sim == "true"
     return [
         Node(
             package="folk_ros",
@@ -66,6 +74,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("config", default_value=default_config,
                               description="parameter file (see config/segment.yaml)"),
         DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="follow /clock (bag replay with --clock, simulation)"),
     ]
     args += [DeclareLaunchArgument(n, default_value="", description=d)
              for n, d in OVERRIDES.items()]
