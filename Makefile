@@ -29,13 +29,13 @@ demo:  ## node + scene player over DDS on the embedded demo weights; prints and 
 
 TRAIN_SCENES ?= 100
 DEV_SCENES ?= 20
-TEST_SCENES ?= 30
+TEST_SCENES ?= 24
 
 data:  ## synthetic rooms: 100 train + 20 dev into data/synth (resumable, ~20 s a room)
 	$(VENV)/bin/folk-synth --out data/synth --scenes $(TRAIN_SCENES) --seed 0 --split train --preview
 	$(VENV)/bin/folk-synth --out data/synth --scenes $(DEV_SCENES) --seed 1 --split dev --preview
 
-data-test:  ## the frozen test rooms (seed 5, test meshes only) into data/test; report only, never tune
+data-test:  ## 24 frozen test rooms (seed 5, test meshes only) into data/test; report only, never tune
 	$(VENV)/bin/folk-synth --out data/test --scenes $(TEST_SCENES) --seed 5 --split test --preview
 
 teacher:  ## 2D teacher embeddings for every scene of data/synth

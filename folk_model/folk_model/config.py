@@ -103,7 +103,9 @@ class StudentConfig:
     fg_threshold: float = 0.5  # points above this foreground score are clustered
     cluster_radius: float = 0.04  # shifted-point clustering radius (metres)
     min_instance_points: int = 50  # proposals smaller than this are dropped
-    max_points: int = 400_000  # points above this are randomly subsampled at inference
+    # points above this are randomly subsampled at inference (and the rest are left out of
+    # every instance: the network's cost follows the voxels, so keep this high)
+    max_points: int = 2_000_000
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
     feat_dim: int = 64  # per-voxel feature width pooled by the instance score/embedding heads
     dual_set: bool = True  # also cluster the original (unshifted) foreground voxels (PointGroup)
@@ -195,7 +197,7 @@ class TrainConfig:
     augment_world: bool = True  # the augmentations below; False = crop, rotate, jitter only
     aug_tilt_deg: float = 4.0  # gravity tilt up to this (the floor frame must undo it)
     aug_z_shift: float = 0.6  # floor height moved by up to +- this (metres)
-    aug_sparse_structure_p: float = 0.25  # floor/walls thinned to 2-30% (coarse mesh vertices)
+    aug_sparse_structure_p: float = 0.25  # floor/walls thinned to 0.1-30% (coarse mesh vertices)
     aug_density_p: float = 0.3  # every point kept with probability 25-100%
     aug_slab_p: float = 0.2  # the floor gets an underside 5-30 cm below (a slab)
     aug_gray_p: float = 0.15  # colour removed

@@ -188,8 +188,9 @@ def augment_world(pts: np.ndarray, col: np.ndarray, ins: np.ndarray,
         ins = np.concatenate([ins, np.zeros(len(under), ins.dtype)])
     keep = np.ones(len(pts), bool)
     if rng.random() < cfg.aug_sparse_structure_p:
+        # 0.1% .. 30% kept, log-uniform: down to a floor of a few vertices per square metre
         bg = ins == 0
-        keep[bg] = rng.random(int(bg.sum())) < rng.uniform(0.02, 0.3)
+        keep[bg] = rng.random(int(bg.sum())) < 10 ** rng.uniform(-3.0, -0.5)
     if rng.random() < cfg.aug_density_p:
         keep &= rng.random(len(pts)) < rng.uniform(0.25, 1.0)
     pts, col, ins = pts[keep], col[keep], ins[keep]

@@ -1,0 +1,356 @@
+"""The robustness report: the student on rooms changed the ways other data differs from ours.
+
+Each *variant* turns one evaluation room into a cloud with per-point ground truth: moved in
+height, tilted, resampled evenly over its mesh surfaces at another density, with its floor and
+walls built another way (a coarse grid of vertices, a slab with an underside, a ceiling), its
+colour removed, fused by the node's own ``VoxelMap`` from its (optionally noisier) frames, or
+a single back-projected RGB-D frame. The student segments every variant of every room; the
+report gives class-agnostic AP50 per variant (what the proposals are worth, before naming)
+and the largest share of a room's points that one proposal took (a proposal that swallows the
+floor and the furniture on it shows up here even when AP hides it).
+
+Ground truth follows the points: perturbations that move points move their labels; new points
+(resampled surfaces, fused maps, frames) take the label of the surface they were sampled on or
+of the nearest scan vertex within 5 cm (``fusion.replay.transfer_labels``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from folk_model.fusion.replay import fuse_scene, transfer_labels
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Cloud:
+    """A coloured cloud with per-point GT: instance ids (0 = none) and label ids."""
+
+    points: np.ndarray
+    colors: np.ndarray
+    instance_ids: np.ndarray
+    semantic_ids: np.ndarray
+
+
+def scene_cloud(scene: Any) -> Cloud:
+    """The scene's own scan cloud and GT."""
+    return Cloud(scene.points, scene.colors, scene.instance_ids, scene.semantic_ids)
+
+
+def _code(c: Cloud) -> np.ndarray:
+    code = c.semantic_ids.astype(np.int64) * 1000 + c.instance_ids
+    return np.where(c.instance_ids > 0, code, 0)
+
+
+def _from_code(points: np.ndarray, colors: np.ndarray, code: np.ndarray) -> Cloud:
+    code = np.asarray(code, np.int64)
+    return Cloud(np.asarray(points, np.float32), np.asarray(colors, np.uint8),
+                 np.where(code > 0, code % 1000, 0).astype(np.int32),
+                 np.where(code > 0, code // 1000, 0).astype(np.int32))
+
+
+# ------------------------------------------------------------------------- rigid changes
+def shifted(c: Cloud, dz: float) -> Cloud:
+    """The room moved by ``dz`` metres in height (a floor not at z = 0)."""
+    return dataclasses.replace(c, points=c.points + np.float32([0, 0, dz]))
+
+
+def tilted(c: Cloud, degrees: float) -> Cloud:
+    """The room tilted by ``degrees`` about a horizontal axis (gravity not quite along z)."""
+    a = np.deg2rad(degrees)
+    R = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]], np.float32)
+    return dataclasses.replace(c, points=c.points @ R.T)
+
+
+def grey(c: Cloud) -> Cloud:
+    """Colour removed (a depth-only or IR-only sensor, or a cloud without colour)."""
+    g = c.colors.astype(np.float32).mean(1, keepdims=True)
+    return dataclasses.replace(c, colors=np.repeat(g, 3, 1).astype(np.uint8))
+
+
+# ------------------------------------------------------------------- rebuilt from meshes
+def sample_triangles(V: np.ndarray, F: np.ndarray, spacing: float,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Points spread evenly over triangles (one per ``spacing``^2 of area, in expectation).
+    Returns (points [n, 3], face index [n])."""
+    V = np.asarray(V, np.float64)
+    F = np.asarray(F, np.int64)
+    if len(F) == 0:
+        return np.zeros((0, 3), np.float32), np.zeros(0, np.int64)
+    a, b, c = V[F[:, 0]], V[F[:, 1]], V[F[:, 2]]
+    area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    n = rng.poisson(area / spacing**2)
+    face = np.repeat(np.arange(len(F)), n)
+    u, v = rng.random(len(face)), rng.random(len(face))
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    p = a[face] + u[:, None] * (b[face] - a[face]) + v[:, None] * (c[face] - a[face])
+    return p.astype(np.float32), face
+
+
+def _colour_from_scan(points: np.ndarray, scan: Cloud) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    _, idx = cKDTree(scan.points).query(points, k=1)
+    return scan.colors[idx]
+
+
+def resampled(room: Any, scan: Cloud, spacing: float, seed: int = 0,
+              ceiling: bool = False) -> Cloud:
+    """Every surface of the room's meshes (hidden ones too: the undersides of tables, the
+    floor under a bed) sampled evenly at ``spacing``, as a cloud made from a mesh rather than
+    a scan; colours from the nearest scan point, GT from the surface sampled."""
+    rng = np.random.default_rng(seed)
+    pts, codes = [], []
+    for kind, (V, F) in room.structure.items():
+        if kind == "ceiling" and not ceiling:
+            continue
+        p, _ = sample_triangles(V, F, spacing, rng)
+        pts.append(p)
+        codes.append(np.zeros(len(p), np.int64))
+    for code, V, F in room.objects:
+        p, _ = sample_triangles(V, F, spacing, rng)
+        pts.append(p)
+        codes.append(np.full(len(p), code, np.int64))
+    P = np.concatenate(pts)
+    return _from_code(P, _colour_from_scan(P, scan), np.concatenate(codes))
+
+
+def _structure_points(room: Any, kinds: Sequence[str], spacing: float) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    out = [sample_triangles(*room.structure[k], spacing, rng)[0]
+           for k in kinds if k in room.structure]
+    return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+
+
+def _scan_without_structure(room: Any, scan: Cloud, tol: float = 0.025) -> Cloud:
+    """The scan's points minus those on the floor, walls and ceiling meshes."""
+    from scipy.spatial import cKDTree
+
+    s = _structure_points(room, ("floor", "wall", "ceiling", "lintel"), 0.01)
+    d, _ = cKDTree(s).query(scan.points, k=1, distance_upper_bound=tol)
+    keep = ~(np.isfinite(d) & (scan.instance_ids == 0))
+    return Cloud(scan.points[keep], scan.colors[keep], scan.instance_ids[keep],
+                 scan.semantic_ids[keep])
+
+
+def _with(scan: Cloud, pts: np.ndarray, colours: np.ndarray) -> Cloud:
+    n = len(pts)
+    return Cloud(np.concatenate([scan.points, pts.astype(np.float32)]),
+                 np.concatenate([scan.colors, colours.astype(np.uint8)]),
+                 np.concatenate([scan.instance_ids, np.zeros(n, np.int32)]),
+                 np.concatenate([scan.semantic_ids, np.zeros(n, np.int32)]))
+
+
+def coarse_structure(room: Any, scan: Cloud, grid: float = 0.5) -> Cloud:
+    """Floor and walls as a mesh of ``grid``-metre cells gives them: only its vertices
+    (a room modelled in a CAD tool, or a decimated reconstruction), objects as scanned."""
+    objs = _scan_without_structure(room, scan)
+    verts = []
+    for kind in ("floor", "wall"):
+        V, F = room.structure[kind]
+        lo, hi = V.min(0), V.max(0)
+        axes = [np.arange(lo[k], hi[k] + 1e-6, grid) if hi[k] - lo[k] > 1e-6 else
+                np.array([lo[k]]) for k in range(3)]
+        g = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+        # keep grid vertices that lie on this structure's surface
+        s = sample_triangles(V, F, 0.05, np.random.default_rng(2))[0]
+        from scipy.spatial import cKDTree
+
+        d, _ = cKDTree(s).query(g, k=1)
+        verts.append(g[d < 0.06])
+    P = np.concatenate(verts).astype(np.float32)
+    return _with(objs, P, _colour_from_scan(P, scan))
+
+
+def slab_floor(room: Any, scan: Cloud, thickness: float = 0.2) -> Cloud:
+    """A floor modelled as a slab: its underside ``thickness`` below, as a mesh-sampled
+    building model has it."""
+    top = _structure_points(room, ("floor",), 0.02)
+    under = top - np.float32([0, 0, thickness])
+    return _with(scan, under, _colour_from_scan(top, scan))
+
+
+def with_ceiling(room: Any, scan: Cloud) -> Cloud:
+    """The ceiling scanned too (most scans lack it; a robot looking up sees it)."""
+    c = _structure_points(room, ("ceiling",), 0.02)
+    return _with(scan, c, np.full((len(c), 3), 240, np.uint8))
+
+
+# ------------------------------------------------------------------------ sensor changes
+def fused_map(scene: Any, extra_noise: bool = False, seed: int = 0) -> Cloud:
+    """The room as the node maps it: its frames through ``VoxelMap``; with ``extra_noise``
+    the depth gets twice the sensor's noise again and 10% more holes first."""
+    rng = np.random.default_rng(seed)
+
+    def noisy(depth: np.ndarray, _fid: int) -> np.ndarray:
+        z = depth.copy()
+        ok = z > 0
+        sigma = 2 * (0.0012 + 0.0019 * (z - 0.4) ** 2)
+        z[ok] += (rng.standard_normal(int(ok.sum())) * sigma[ok]).astype(np.float32)
+        z[rng.random(z.shape) < 0.1] = 0
+        return z
+
+    f = fuse_scene(scene, depth_fn=noisy if extra_noise else None)
+    return Cloud(f.points, f.colors, f.instance_ids, f.semantic_ids)
+
+
+def single_frame(scene: Any, index: float = 0.5) -> Cloud:
+    """One RGB-D frame back-projected (the node after its first frame), the frame at
+    ``index`` of the trajectory; GT from the nearest scan vertex within 5 cm."""
+    fid = scene.frame_ids[min(len(scene.frame_ids) - 1, int(index * len(scene.frame_ids)))]
+    f = fuse_scene(scene, frame_ids=[fid])
+    return Cloud(f.points, f.colors, f.instance_ids, f.semantic_ids)
+
+
+def transferred(points: np.ndarray, colors: np.ndarray, scan: Cloud) -> Cloud:
+    """Any cloud of the room with GT carried from the scan (nearest vertex, 5 cm)."""
+    return _from_code(points, colors, transfer_labels(scan.points, _code(scan), points))
+
+
+# ------------------------------------------------------------------------------ runner
+Variant = Callable[[Any, Any, Cloud], Cloud]  # (scene, room mesh or None, scan) -> cloud
+
+VARIANTS: dict[str, tuple[Variant, bool]] = {
+    # name: (make, needs the room's meshes)
+    "clean scan": (lambda s, r, c: c, False),
+    "height +5 cm": (lambda s, r, c: shifted(c, 0.05), False),
+    "height -5 cm": (lambda s, r, c: shifted(c, -0.05), False),
+    "height +0.5 m": (lambda s, r, c: shifted(c, 0.5), False),
+    "height -0.5 m": (lambda s, r, c: shifted(c, -0.5), False),
+    "tilt 3 deg": (lambda s, r, c: tilted(c, 3.0), False),
+    "colour removed": (lambda s, r, c: grey(c), False),
+    "mesh resampled, 2 cm": (lambda s, r, c: resampled(r, c, 0.02), True),
+    "mesh resampled, 4 cm": (lambda s, r, c: resampled(r, c, 0.04), True),
+    "mesh resampled, 1.5 cm + ceiling": (lambda s, r, c: resampled(r, c, 0.015, ceiling=True),
+                                         True),
+    "coarse floor/wall grid 0.5 m": (lambda s, r, c: coarse_structure(r, c), True),
+    "slab floor 20 cm": (lambda s, r, c: slab_floor(r, c), True),
+    "ceiling added": (lambda s, r, c: with_ceiling(r, c), True),
+    "fused map (node)": (lambda s, r, c: fused_map(s), False),
+    "fused map, 3x noise + holes": (lambda s, r, c: fused_map(s, extra_noise=True), False),
+    "single RGB-D frame": (lambda s, r, c: single_frame(s), False),
+}
+
+
+@dataclass
+class VariantResult:
+    """Class-agnostic AP figures of one variant over the rooms, and proposal extents."""
+
+    name: str
+    ap: dict[str, float]
+    max_share: list[float]  # per room: the largest share of its points in one proposal
+    instances: list[int]  # per room: proposals kept
+    gt_instances: list[int]  # per room: evaluated GT instances (>= min_region_size points)
+    seconds: list[float]
+
+
+def run_variants(segmenter: Any, scenes: Sequence[Any], classes: Sequence[str],
+                 variants: Sequence[str] | None = None, min_region_size: int = 100,
+                 progress: bool = True) -> dict[str, VariantResult]:
+    """Segment every variant of every scene; class-agnostic AP per variant."""
+    import time
+
+    from tqdm import tqdm
+
+    from folk_model.data.synth.rebuild import rebuild_room
+    from folk_model.eval.ap import InstanceAPEvaluator, Prediction
+
+    names = list(variants or VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    evs = {n: InstanceAPEvaluator(classes, (), min_region_size) for n in names}
+    res = {n: VariantResult(n, {}, [], [], [], []) for n in names}
+    label = classes[0]
+    for sc in tqdm(scenes, desc="robustness", unit="room", disable=not progress):
+        scan = scene_cloud(sc)
+        room = None
+        if any(VARIANTS[n][1] for n in names):
+            try:
+                room = rebuild_room(sc.root)
+            except (FileNotFoundError, ValueError, KeyError) as exc:
+                logger.warning("%s: no room meshes (%s); mesh variants skipped", sc.name, exc)
+        for n in names:
+            make, needs_room = VARIANTS[n]
+            if needs_room and room is None:
+                continue
+            cloud = make(sc, room, scan)
+            t0 = time.perf_counter()
+            out = segmenter.segment(cloud.points, cloud.colors)
+            res[n].seconds.append(time.perf_counter() - t0)
+            labels = {int(i): sc.label_table.get(int(s), "unknown") for i, s in
+                      zip(*np.unique(np.stack([cloud.instance_ids, cloud.semantic_ids]), axis=1))
+                      if i > 0}
+            evs[n].process(cloud.instance_ids, labels,
+                           [Prediction(i.point_indices, label, i.score) for i in out.instances])
+            n_pts = max(1, len(cloud.points))
+            res[n].max_share.append(max((len(i.point_indices) / n_pts for i in out.instances),
+                                        default=0.0))
+            res[n].instances.append(len(out.instances))
+            _, cnt = np.unique(cloud.instance_ids[cloud.instance_ids > 0], return_counts=True)
+            res[n].gt_instances.append(int((cnt >= min_region_size).sum()))
+    for n in names:
+        res[n].ap = evs[n].evaluate()["class_agnostic"]
+    return res
+
+
+def report_rows(results: dict[str, VariantResult], reference: str = "clean scan"
+                ) -> list[dict[str, Any]]:
+    """One row per variant: AP50, its ratio to the reference variant, the largest proposal
+    share over rooms, rooms, proposals and GT instances per room, seconds per room."""
+    ref = results[reference].ap.get("AP50", float("nan")) if reference in results else np.nan
+    rows = []
+    for n, r in results.items():
+        ap50 = float(r.ap.get("AP50", float("nan")))
+        rows.append({
+            "variant": n, "AP50": 100 * ap50, "AP25": 100 * float(r.ap.get("AP25", np.nan)),
+            "ratio_to_clean": ap50 / ref if ref and np.isfinite(ref) else float("nan"),
+            "max_share": max(r.max_share, default=float("nan")),
+            "rooms": len(r.max_share),
+            "proposals_per_room": float(np.mean(r.instances)) if r.instances else float("nan"),
+            "gt_per_room": float(np.mean(r.gt_instances)) if r.gt_instances else float("nan"),
+            "seconds_per_room": float(np.mean(r.seconds)) if r.seconds else float("nan"),
+        })
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The report as a markdown table."""
+    head = ("| variant | AP50 | AP25 | / clean | largest proposal (share of room) | rooms "
+            "| proposals / room | GT / room | s / room |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['AP50']:.1f} | {r['AP25']:.1f} | {r['ratio_to_clean']:.2f} "
+            f"| {r['max_share']:.2f} | {r['rooms']} | {r['proposals_per_room']:.1f} "
+            f"| {r['gt_per_room']:.1f} | {r['seconds_per_room']:.2f} |")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "VARIANTS",
+    "Cloud",
+    "VariantResult",
+    "coarse_structure",
+    "fused_map",
+    "grey",
+    "markdown_table",
+    "report_rows",
+    "resampled",
+    "run_variants",
+    "scene_cloud",
+    "shifted",
+    "single_frame",
+    "slab_floor",
+    "tilted",
+    "transferred",
+    "with_ceiling",
+]
