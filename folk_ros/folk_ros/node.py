@@ -42,6 +42,7 @@ from rcl_interfaces.msg import (
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -323,9 +324,16 @@ class FolkNode(Node):
             else:
                 self.declare_parameter(name, default, desc)
 
+    def _value(self, name: str) -> Any:
+        """A parameter's value; None for a typed parameter left unset (camera_mounting)."""
+        try:
+            return self.get_parameter(name).value
+        except ParameterUninitializedException:
+            return None
+
     def _read_parameters(self) -> dict[str, Any]:
         """All parameters as plain values, validated together; StartupError lists problems."""
-        p = {name: self.get_parameter(name).value for name in PARAMS}
+        p = {name: self._value(name) for name in PARAMS}
         problems = []
         if p["input_reliability"] not in ("best_effort", "reliable"):
             problems.append(f"input_reliability {p['input_reliability']!r} is not "
