@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pictures", type=int, default=3,
                     help="write <out>/scene_<name>.png (GT, student, teacher from above) for "
                          "the first N scenes")
+    ap.add_argument("--cloud", choices=["mesh", "fused"], default="mesh",
+                    help="evaluate on the scene's mesh, or on the map the node fuses from its "
+                         "frames (GT carried by nearest vertex within 5 cm): what it publishes")
     ap.add_argument("--teacher-config", default=str(DEFAULT_TEACHER_CONFIG),
                     help="YAML with a 'teacher:' section (the settings the teacher targets "
                          "were made with)")
@@ -103,6 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     except (WeightsError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
+    from folk_model.eval.meshes import mesh_groups
+
+    mgroups, mesh_seen = mesh_groups(scenes, manifest, _roots(args.data_root), vocab)
+    if mgroups:
+        mgroups["novel, unseen-mesh"] = [c for c in mgroups["unseen-mesh"] if c in novel]
+        mgroups["base, unseen-mesh"] = [c for c in mgroups["unseen-mesh"] if c not in novel]
+    groups = {**groups, **mgroups}
+    if args.cloud == "fused":
+        from tqdm import tqdm
+
+        from folk_model.eval.online import fused_scene
+
+        scenes = [fused_scene(s) for s in tqdm(scenes, desc="fuse frames", unit="scene")]
     warn_unnamed_ground_truth(scenes, vocab)
     text = encoder.encode_texts(vocab)
     clf = None
@@ -120,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = run.summary()
     summary.update({"weights": str(args.weights), "encoder": encoder.info(),
                     "vocabulary": vocab, "novel": novel, "split": args.split,
-                    "data_roots": args.data_root, "device": args.device,
+                    "data_roots": args.data_root, "device": args.device, "cloud": args.cloud,
+                    "mesh_seen_in_training": mesh_seen,
                     "memory": manifest.get("memory") if segmenter.memory is not None else None})
     (out / "eval.json").write_text(json.dumps(summary, indent=1))
     (out / "eval.md").write_text(markdown_report(summary))

@@ -1,0 +1,73 @@
+"""Floor frame and structural planes (folk_model.student.floor) on crafted rooms."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from folk_model.student.floor import floor_frame, structure_mask
+
+
+def _grid(x0: float, x1: float, y0: float, y1: float, step: float = 0.02) -> np.ndarray:
+    x, y = np.meshgrid(np.arange(x0, x1, step), np.arange(y0, y1, step), indexing="ij")
+    return np.stack([x.ravel(), y.ravel()], 1)
+
+
+def crafted_room() -> tuple[np.ndarray, dict[str, slice]]:
+    """A 4 x 3 m room, 2.5 m walls on two sides, a table (top 1 x 0.8 m at 0.75 m) and a
+    wardrobe front (1 x 2 m, 0.6 m in front of the far wall). Points every 2 cm."""
+    parts = {}
+    pts = []
+
+    def add(name: str, p: np.ndarray) -> None:
+        start = sum(len(q) for q in pts)
+        pts.append(p)
+        parts[name] = slice(start, start + len(p))
+
+    f = _grid(0, 4, 0, 3)
+    add("floor", np.c_[f, np.zeros(len(f))])
+    w = _grid(0, 4, 0, 2.5)
+    add("wall_y0", np.c_[w[:, 0], np.zeros(len(w)), w[:, 1]])
+    w = _grid(0, 3, 0, 2.5)
+    add("wall_x4", np.c_[np.full(len(w), 4.0), w[:, 0], w[:, 1]])
+    t = _grid(1.5, 2.5, 1.2, 2.0)
+    add("table", np.c_[t, np.full(len(t), 0.75)])
+    d = _grid(0.5, 1.5, 0.0, 2.0)
+    add("wardrobe", np.c_[d[:, 0], np.full(len(d), 0.6), d[:, 1]])
+    return np.concatenate(pts).astype(np.float32), parts
+
+
+def test_floor_frame_undoes_height_and_tilt() -> None:
+    pts, parts = crafted_room()
+    for tilt, dz in [(0.0, 0.0), (3.0, 0.05), (5.0, -1.3), (8.0, 0.5)]:
+        R = Rotation.from_euler("xy", [tilt, -tilt / 2], degrees=True).as_matrix()
+        moved = pts @ R.T.astype(np.float32) + np.float32([0, 0, dz])
+        ff = floor_frame(moved)
+        assert ff.found
+        back = ff.apply(moved)
+        assert np.abs(back[parts["floor"], 2]).max() < 0.01, (tilt, dz)
+        assert np.abs(back[parts["table"], 2] - 0.75).max() < 0.02, (tilt, dz)
+
+
+def test_floor_frame_takes_the_top_of_a_slab_and_falls_back_without_a_floor() -> None:
+    pts, parts = crafted_room()
+    under = pts[parts["floor"]] - np.float32([0, 0, 0.2])
+    ff = floor_frame(np.concatenate([pts, under]))
+    assert ff.found
+    assert abs(float(ff.apply(pts[parts["floor"]])[:, 2].mean())) < 0.01  # the walkable top
+    # a desk top seen alone: no floor plane with enough support below everything else
+    desk = np.c_[_grid(0, 1, 0, 0.6), np.full(1500, 0.75)][:1500].astype(np.float32)
+    ff = floor_frame(desk)
+    assert ff.found  # it is the lowest plane there is; heights are then relative to it
+    assert abs(float(ff.apply(desk)[:, 2].mean())) < 0.01
+
+
+def test_structure_mask_takes_floor_and_bounding_walls_not_furniture_planes() -> None:
+    pts, parts = crafted_room()
+    m = structure_mask(pts)
+    assert m[parts["floor"]].mean() > 0.99
+    assert m[parts["wall_y0"]].mean() > 0.95
+    assert m[parts["wall_x4"]].mean() > 0.95
+    # a table top has the floor below it, a wardrobe front the wall behind it
+    assert m[parts["table"]].mean() < 0.01
+    assert m[parts["wardrobe"]][pts[parts["wardrobe"], 2] > 0.05].mean() < 0.01

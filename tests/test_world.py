@@ -1,0 +1,126 @@
+"""A change of world: fused maps with GT, rooms rebuilt from their meshes, the robustness
+variants, world augmentations, and test rooms kept out of training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_synth_config
+
+from folk_model.data.loader import load_scene
+from folk_model.fusion.replay import fuse_scene, transfer_labels
+
+pytest.importorskip("open3d")
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "folk_model/folk_model/weights/folk_demo_offline.pt"
+
+
+def test_transfer_labels_nearest_within_the_limit() -> None:
+    src = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    lab = np.array([5, 7, 0])
+    dst = np.array([[0.01, 0, 0], [0.98, 0.02, 0], [0, 1.04, 0], [0.5, 0.5, 0.5]], np.float32)
+    assert transfer_labels(src, lab, dst, max_dist=0.05).tolist() == [5, 7, 0, 0]
+    assert transfer_labels(src, lab, dst[:2], max_dist=0.005).tolist() == [0, 0]
+
+
+def test_fused_map_of_a_room_carries_its_ground_truth(synth_scene: Path) -> None:
+    from scipy.spatial import cKDTree
+
+    scene = load_scene(synth_scene)
+    f = fuse_scene(scene)
+    assert f.frames_fused >= 2 and len(f.points) > 1000
+    ann = f.instance_ids > 0
+    assert ann.mean() > 0.1
+    # each annotated fused point lies within 5 cm of a scan vertex of the same instance
+    for iid in np.unique(f.instance_ids[ann])[:5]:
+        d, _ = cKDTree(scene.points[scene.instance_ids == iid]).query(
+            f.points[f.instance_ids == iid])
+        assert d.max() <= 0.05 + 1e-6
+    # and every GT instance big enough in the scan is found in the map
+    ids, cnt = np.unique(scene.instance_ids[scene.instance_ids > 0], return_counts=True)
+    assert set(ids[cnt >= 200].tolist()) <= set(np.unique(f.instance_ids).tolist())
+
+
+def test_room_meshes_replay_and_resampled_points_keep_their_labels(synth_scene: Path) -> None:
+    from scipy.spatial import cKDTree
+
+    from folk_model.data.synth.rebuild import rebuild_room
+    from folk_model.eval.robustness import resampled, scene_cloud
+
+    scene = load_scene(synth_scene)
+    room = rebuild_room(synth_scene)
+    meta = json.loads((synth_scene / "meta.json").read_text())
+    assert len(room.objects) == len(meta["objects"])
+    scan = scene_cloud(scene)
+    codes = {c % 1000 for c, _, _ in room.objects if c}
+    assert codes == set(np.unique(scene.instance_ids[scene.instance_ids > 0]).tolist())
+    cloud = resampled(room, scan, 0.03)
+    assert len(cloud.points) > 1000
+    # visible surfaces of an object lie on its scan points
+    iid = int(np.bincount(scene.instance_ids[scene.instance_ids > 0]).argmax())
+    d, _ = cKDTree(cloud.points[cloud.instance_ids == iid]).query(
+        scene.points[scene.instance_ids == iid])
+    assert np.median(d) < 0.03
+
+
+def test_proposals_do_not_depend_on_where_the_floor_is(synth_scene: Path) -> None:
+    """The shipped student on the tiny room, moved up by 0.5 m and tilted by 3 degrees:
+    heights come from the estimated floor, so it finds the same instances."""
+    from folk_model.eval.robustness import scene_cloud, shifted, tilted
+    from folk_model.student import load_weights
+    from folk_model.student.proposals import mask_iou_matrix
+
+    seg, _ = load_weights(WEIGHTS, "cpu")
+    scan = scene_cloud(load_scene(synth_scene))
+    ref = seg.segment(scan.points, scan.colors).instances
+    assert len(ref) >= 3
+    for moved in (shifted(scan, 0.5), tilted(scan, 3.0)):
+        got = seg.segment(moved.points, moved.colors).instances
+        iou = mask_iou_matrix([i.point_indices for i in ref], [i.point_indices for i in got],
+                              len(scan.points))
+        assert abs(len(got) - len(ref)) <= 1
+        assert np.mean(iou.max(1) > 0.8) >= 0.8
+
+
+def test_world_augmentation_keeps_points_and_instances_aligned() -> None:
+    from student_toy import toy_room
+
+    from folk_model.config import TrainConfig
+    from folk_model.train.train import TrainScene, augment_world, crop_and_augment
+
+    pts, col, inst, _ = toy_room(0)
+    cfg = TrainConfig(aug_slab_p=1.0, aug_sparse_structure_p=1.0, aug_density_p=1.0,
+                      aug_gray_p=1.0)
+    rng = np.random.default_rng(0)
+    p, c, i = augment_world(pts.astype(np.float32), col, inst, rng, cfg)
+    assert len(p) == len(c) == len(i)
+    assert (p[:, 2] < -0.04).any()  # a slab underside
+    assert (c[:, 0] == c[:, 1]).all()  # colour removed
+    assert (i > 0).sum() < (inst > 0).sum()  # thinned
+    assert (i == 0).sum() < 0.5 * (inst == 0).sum()  # the floor much more
+    # after tilt, shift and the floor frame, the floor is back at z = 0
+    sc = TrainScene("toy", pts.astype(np.float32), col, inst, {}, {})
+    q, _, j = crop_and_augment(sc, 10**6, np.random.default_rng(1),
+                               TrainConfig(aug_slab_p=0, aug_sparse_structure_p=0,
+                                           aug_density_p=0, aug_tilt_deg=4, aug_z_shift=0.6))
+    assert np.abs(np.median(q[j == 0, 2])) < 0.02
+
+
+def test_training_and_sweeps_refuse_test_rooms(tmp_path: Path) -> None:
+    from folk_model.data.synth.generate import generate_scene, write_dataset_files
+    from folk_model.train.cli import main as train_main
+    from folk_model.train.data import TestSceneError, refuse_test_scene
+
+    cfg = tiny_synth_config(width=80, height=60, num_frames=3, split="test", fused_map=False)
+    path = generate_scene(tmp_path, "scene5000_00", 3, cfg)
+    write_dataset_files(tmp_path, "train", [path.name])  # listed as training, by mistake
+    meta = json.loads((path / "meta.json").read_text())
+    with pytest.raises(TestSceneError, match="test room"):
+        refuse_test_scene(meta, path.name, "training")
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"train:\n  data_root: {tmp_path}\n  out_dir: {tmp_path / 'run'}\n")
+    assert train_main(["--config", str(conf), "--quiet"]) == 2
+    assert not (tmp_path / "run" / "student.pt").exists()
