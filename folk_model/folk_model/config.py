@@ -117,6 +117,10 @@ class StudentConfig:
     # voxels on the room's bounding planes (floor, walls, ceiling; RANSAC) are background
     # whatever the network says, so that no proposal can swallow them (needs floor_frame)
     structure_prior: bool = True
+    # softmax temperature of the label scores (labelling.label_embeddings): fitted on dev rooms
+    # by the calibration tool (folk-calibrate --write), so that a score of 0.9 is right about
+    # 9 times in 10; stored with the weights because StudentConfig is in their manifest
+    label_temperature: float = 0.01
 
 
 @dataclass
