@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test test-fast lint format demo data data-test teacher train eval bench clean
+.PHONY: help setup test test-fast lint format demo data data-test teacher train eval report bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -38,17 +38,26 @@ data:  ## synthetic rooms: 100 train + 20 dev into data/synth (resumable, ~20 s 
 data-test:  ## 24 frozen test rooms (seed 5, test meshes only) into data/test; report only, never tune
 	$(VENV)/bin/folk-synth --out data/test --scenes $(TEST_SCENES) --seed 5 --split test --preview
 
-teacher:  ## 2D teacher embeddings for every scene of data/synth
+teacher:  ## 2D teacher embeddings for every training room of data/synth (resumable)
 	$(VENV)/bin/folk-teacher data/synth --split train --out data/synth/teacher --config folk_model/folk_model/configs/teacher_offline.yaml --picture
 
 train:  ## label-guided distillation of the student (the demo weights' recipe)
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline.yaml
 
-eval:  ## AP of student and teacher pipeline on the val scenes
-	$(VENV)/bin/folk-eval --data-root data/synth --split val --weights folk_model/folk_model/weights/folk_demo_offline.pt --out out/eval
+WEIGHTS ?= folk_model/folk_model/weights/folk_demo_offline.pt
 
-bench:  ## benchmarks (print figures)
-	$(PY) bench/bench_student_vs_teacher.py
+eval:  ## AP of student and teacher pipeline on the dev rooms (for choosing settings)
+	$(VENV)/bin/folk-eval --data-root data/synth --split dev --weights $(WEIGHTS) --out out/eval_dev --gt-masks
+
+report:  ## a release's figures on the frozen test rooms (make data-test first); never tune on them
+	$(VENV)/bin/folk-eval --data-root data/test --split test --weights $(WEIGHTS) --out out/eval_test --gt-masks --bootstrap 2000
+	$(PY) bench/bench_online.py --data-root data/test --split test --weights $(WEIGHTS) --json out/online_test.json
+	$(PY) bench/bench_robustness.py --data-root data/test --split test --weights $(WEIGHTS) --json out/robustness_test.json --md out/robustness_test.md
+
+bench:  ## benchmarks (print figures): speed, mesh vs fused-map AP, robustness (test rooms), node
+	$(PY) bench/bench_student_vs_teacher.py --data-root data/test --split test --max-scenes 8
+	$(PY) bench/bench_online.py --data-root data/test --split test --max-scenes 8
+	$(PY) bench/bench_robustness.py --data-root data/test --split test --max-scenes 8
 	$(PY) bench/bench_node.py
 
 clean:  ## remove build outputs (keeps .venv and data)

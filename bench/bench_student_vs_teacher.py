@@ -6,7 +6,7 @@ classes), the speed ratio, and the student's time on a 150k-point room.
 
     python bench/bench_student_vs_teacher.py \
         --weights folk_model/folk_model/weights/folk_demo_offline.pt \
-        --data-root data/synth --split val [--max-scenes 10] [--json out.json]
+        --data-root data/test --split test [--max-scenes 10] [--json out.json]
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=DEFAULT_WEIGHTS)
-    ap.add_argument("--data-root", nargs="+", default=["data/synth"],
+    ap.add_argument("--data-root", nargs="+", default=["data/test"],
                     help="dataset root(s), their --split scenes evaluated together")
-    ap.add_argument("--split", default="val")
+    ap.add_argument("--split", default="test")
     ap.add_argument("--max-scenes", type=int, default=0)
     ap.add_argument("--room-points", type=int, default=150_000)
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of the 150k room")
