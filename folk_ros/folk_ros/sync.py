@@ -127,7 +127,7 @@ class PoseBuffer:
         self._size = size
         self._cond = threading.Condition()
         self.frame = ""
-
+        self.extrapolated = 0  # lookups answered with the nearest pose outside the stamps
     def add(self, stamp: int, pose: np.ndarray, frame: str = "") -> None:
         with self._cond:
             self.frame = frame
@@ -158,7 +158,10 @@ class PoseBuffer:
             p[:3, 3] = (1 - a) * self._poses[i - 1][:3, 3] + a * self._poses[i][:3, 3]
             return p
         j = 0 if i == 0 else len(self._stamps) - 1
-        return self._poses[j] if abs(self._stamps[j] - stamp) <= self.slop_ns else None
+        if abs(self._stamps[j] - stamp) > self.slop_ns:
+            return None
+        self.extrapolated += 1
+        return self._poses[j]
 
     def lookup(self, stamp: int, timeout: float) -> np.ndarray | None:
         """Pose at ``stamp`` (ns) or None when none arrives within ``timeout`` seconds."""
