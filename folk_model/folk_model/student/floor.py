@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 SLAB_MAX = 0.4  # a floor slab is at most this thick; a plane further down is not the floor's
+WALL_MIN_HEIGHT = 1.0  # a wall's points span at least this height (a sofa back does not)
+CEILING_MIN_Z = 1.8  # a horizontal plane lower than this is furniture, never a ceiling
 
 
 @dataclass
@@ -132,18 +134,18 @@ def floor_frame(points: np.ndarray, max_tilt_deg: float = 12.0, inlier_dist: flo
     return FloorFrame(np.eye(3), np.array([0.0, 0.0, -float(np.quantile(z, 0.01))]), False, 0.0)
 
 
-def structure_mask(points: np.ndarray, inlier_dist: float = 0.03, min_area: float = 1.5,
-                   outside_share: float = 0.01, max_planes: int = 8, sample: int = 20000,
-                   iterations: int = 200, seed: int = 0, floor_dist: float = 0.03
+def structure_mask(points: np.ndarray, inlier_dist: float = 0.05, min_area: float = 1.5,
+                   outside_share: float = 0.05, max_planes: int = 16, sample: int = 20000,
+                   iterations: int = 60, seed: int = 0, floor_dist: float = 0.03
                    ) -> np.ndarray:
     """Points on the room's bounding planes: the floor, walls and ceiling. bool [N].
 
     ``points`` must be in the floor frame (``floor_frame``): the floor is z = 0. Floor points
     are those within ``floor_dist`` of it, or below it (a slab's underside). A wall or
-    ceiling is a plane (vertical or horizontal) that bounds the room: at most
-    ``outside_share`` of the points lie beyond it, and it holds at least ``min_area`` square
-    metres of points (a wardrobe's front has the wall behind it, a table top the floor below
-    it; neither bounds the room). Planes are found greedily by RANSAC on a subsample; their
+    ceiling is a plane (vertical or horizontal) that bounds the room: beyond it, over its own
+    extent, lie at most ``outside_share`` times as many points as on it (``_bounds_room``: a
+    wardrobe's front has the wall behind it, a table top the floor below it), and it holds at
+    least ``min_area`` square metres of points. Planes are found greedily by RANSAC on a subsample; their
     inliers are removed before the next one.
     """
     pts = np.asarray(points, np.float64).reshape(-1, 3)
@@ -168,7 +170,7 @@ def structure_mask(points: np.ndarray, inlier_dist: float = 0.03, min_area: floa
         if len(cand) < 50:
             break
         best = None
-        for _ in range(iterations // max_planes + 20):
+        for _ in range(iterations):
             tri = p[rng.choice(cand, 3, replace=False)]
             n = np.cross(tri[1] - tri[0], tri[2] - tri[0])
             norm = np.linalg.norm(n)
@@ -186,15 +188,41 @@ def structure_mask(points: np.ndarray, inlier_dist: float = 0.03, min_area: floa
         if best is None or best[2] * area_per_point < min_area:
             break
         n, d, _ = best
+        alive[cand[np.abs(p[cand] @ n + d) < inlier_dist]] = False
         dist_all = all_p @ n + d
         inl_all = np.abs(dist_all) < inlier_dist
-        # orient the normal into the room (most points on the positive side)
-        beyond = min((dist_all > inlier_dist).mean(), (dist_all < -inlier_dist).mean())
-        alive[cand[np.abs(p[cand] @ n + d) < inlier_dist]] = False
-        if beyond <= outside_share:
-            full = np.flatnonzero(finite)
-            mask[full[inl_all]] = True
+        if _bounds_room(all_p, n, dist_all, inl_all, inlier_dist, outside_share):
+            mask[np.flatnonzero(finite)[inl_all]] = True
     return mask
+
+
+def _bounds_room(pts: np.ndarray, n: np.ndarray, dist: np.ndarray, inl: np.ndarray,
+                 inlier_dist: float, outside_share: float) -> bool:
+    """Whether the plane (unit normal ``n``, signed distances ``dist``, inliers ``inl``) is a
+    wall or ceiling: on one of its sides, over the plane's own extent, there is (almost)
+    nothing. Judged over the extent only, so that the inner walls of an L-shaped room still
+    count; a wardrobe front fails (the wall is behind it), as does a table top (the floor is
+    under it) or a sofa back (lower than ``WALL_MIN_HEIGHT``)."""
+    q = pts[inl]
+    if len(q) < 10:
+        return False
+    horizontal = abs(n[2]) > 0.9
+    if horizontal:
+        if np.median(q[:, 2]) < CEILING_MIN_Z:
+            return False
+        coords, cq = pts[:, :2], q[:, :2]
+    else:
+        lo_z, hi_z = np.quantile(q[:, 2], [0.05, 0.95])
+        if hi_z - lo_z < WALL_MIN_HEIGHT:
+            return False
+        u = np.array([-n[1], n[0], 0.0]) / max(np.hypot(n[0], n[1]), 1e-9)
+        coords = np.stack([pts @ u, pts[:, 2]], 1)
+        cq = coords[inl]
+    lo, hi = np.quantile(cq, 0.02, axis=0), np.quantile(cq, 0.98, axis=0)
+    inside = np.all((coords >= lo) & (coords <= hi), axis=1)
+    pos = int(((dist > 2 * inlier_dist) & inside).sum())
+    neg = int(((dist < -2 * inlier_dist) & inside).sum())
+    return min(pos, neg) <= outside_share * len(q)
 
 
 def _area_per_point(pts: np.ndarray, sample: int = 2000, seed: int = 0) -> float:
