@@ -145,8 +145,8 @@ def structure_mask(points: np.ndarray, inlier_dist: float = 0.05, min_area: floa
     ceiling is a plane (vertical or horizontal) that bounds the room: beyond it, over its own
     extent, lie at most ``outside_share`` times as many points as on it (``_bounds_room``: a
     wardrobe's front has the wall behind it, a table top the floor below it), and it holds at
-    least ``min_area`` square metres of points. Planes are found greedily by RANSAC on a subsample; their
-    inliers are removed before the next one.
+    least ``min_area`` square metres of points. Planes are found greedily by RANSAC on a
+    subsample; their inliers are removed before the next one.
     """
     pts = np.asarray(points, np.float64).reshape(-1, 3)
     n_all = len(pts)
