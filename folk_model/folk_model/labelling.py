@@ -46,8 +46,11 @@ def label_embeddings(
 ) -> Labelling:
     """Label instance embeddings [K, D] against text embeddings [M, D].
 
-    Scores are a softmax over cosine similarities with a low temperature (as CLIP-style
-    zero-shot classification does), so they read as "how sure among these words".
+    Scores are a softmax over cosine similarities divided by ``temperature``, so they read as
+    "how sure among these words". The student's temperature is fitted on dev rooms so that
+    its scores are calibrated (``StudentConfig.label_temperature``, set by ``folk-calibrate``;
+    pass ``segmenter.cfg.label_temperature``); 0.01, the default, is the uncalibrated
+    CLIP-like value that the teacher pipeline keeps.
     """
     emb = normalize(np.atleast_2d(embeddings))
     txt = normalize(np.atleast_2d(text_embeddings))
@@ -77,6 +80,31 @@ def rank_for_phrase(embeddings: np.ndarray, phrase_embedding: np.ndarray) -> np.
     return (normalize(embeddings) @ normalize(np.asarray(phrase_embedding).reshape(-1))).astype(
         np.float32
     )
+
+
+def phrase_scores(embeddings: np.ndarray, phrase_embedding: np.ndarray,
+                  text_embeddings: np.ndarray, temperature: float = 0.01,
+                  same_cos: float = 0.999) -> np.ndarray:
+    """Probability [K] that a free-text phrase, rather than any word of the vocabulary, names
+    each instance: the phrase's share of softmax(similarity / ``temperature``) over the
+    phrase and the vocabulary's words (a word whose text embedding is the phrase's, cosine
+    above ``same_cos``, is left out so that it does not split the phrase's share).
+
+    With the student's calibrated temperature this is a score a user can threshold, on the
+    same scale as the label scores; ranking by it ranks by the calibrated similarity. An
+    empty vocabulary gives 1 for every instance (nothing competes with the phrase).
+    """
+    emb = normalize(np.atleast_2d(embeddings))
+    if len(embeddings) == 0:
+        return np.zeros((0,), np.float32)
+    phrase = normalize(np.asarray(phrase_embedding).reshape(1, -1))
+    txt = normalize(np.asarray(text_embeddings, np.float32).reshape(-1, phrase.shape[1]))
+    txt = txt[(txt @ phrase[0]) <= same_cos]
+    logits = np.concatenate([emb @ phrase.T, emb @ txt.T], axis=1).astype(np.float64)
+    logits /= temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    prob = np.exp(logits)
+    return (prob[:, 0] / prob.sum(axis=1)).astype(np.float32)
 
 
 def vocabulary_from_strings(labels: Sequence[str]) -> list[str]:

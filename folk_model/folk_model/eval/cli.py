@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1,
                     help="time the student as the median of this many runs per scene")
     ap.add_argument("--gt-masks", action="store_true",
-                    help="also measure recognition (top-1/top-5) on the ground-truth masks")
+                    help="also measure recognition (top-1/top-5) on the ground-truth masks, "
+                         "and the calibration of the student's label scores there (ECE; "
+                         "<out>/reliability_student.png)")
     ap.add_argument("--pictures", type=int, default=3,
                     help="write <out>/scene_<name>.png (GT, student, teacher from above) for "
                          "the first N scenes")
@@ -139,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
                     "data_roots": args.data_root, "device": args.device, "cloud": args.cloud,
                     "mesh_seen_in_training": mesh_seen,
                     "memory": manifest.get("memory") if segmenter.memory is not None else None})
+    cal = ((summary.get("recognition") or {}).get("student") or {}).get("calibration")
+    if cal:
+        from folk_model.eval.calibration import plot_reliability
+
+        plot_reliability(cal["reliability"], out / "reliability_student.png",
+                         f"student label scores on GT masks, T = {cal['temperature']:.4g}")
+        print(f"student label scores on GT masks: ECE {100 * cal['ece']:.1f}% "
+              f"(T = {cal['temperature']:.4g}; {out / 'reliability_student.png'})")
     (out / "eval.json").write_text(json.dumps(summary, indent=1))
     (out / "eval.md").write_text(markdown_report(summary))
     print(results_table(summary))

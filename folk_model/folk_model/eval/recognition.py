@@ -5,7 +5,9 @@ This evaluator takes the second alone: every evaluated GT instance (not a stuff 
 least ``min_region_size`` points) is embedded by a method and labelled against the
 vocabulary; it reports top-1 / top-5 accuracy over all, base and novel instances, the mean
 of per-class top-1 (every class weighs the same), per class, and each class's most frequent
-wrong name (where a novel class goes is the first thing to look at when it scores 0).
+wrong name (where a novel class goes is the first thing to look at when it scores 0), and
+how well the top-1 label scores are calibrated (``calibration``: expected calibration error,
+NLL of the true class, the reliability bins; ``folk_model.eval.calibration``).
 
 Use as detectron2's evaluators are used: ``reset()``, ``process(...)`` per scene,
 ``evaluate()`` at the end.
@@ -30,14 +32,18 @@ class RecognitionEvaluator:
         text_embeddings: float32 [C, D].
         novel: class names held out from training (reported apart).
         top_k: the wider accuracy reported beside top-1.
+        temperature: softmax temperature of the label scores (the student's
+            ``cfg.label_temperature``); only the calibration figures depend on it.
     """
 
     def __init__(self, vocabulary: Sequence[str], text_embeddings: np.ndarray,
-                 novel: Sequence[str] = (), top_k: int = 5) -> None:
+                 novel: Sequence[str] = (), top_k: int = 5,
+                 temperature: float = 0.01) -> None:
         self.vocabulary = list(vocabulary)
         self.text = np.asarray(text_embeddings, np.float32)
         self.novel = set(novel)
         self.top_k = top_k
+        self.temperature = float(temperature)
         self.reset()
 
     def reset(self) -> None:
@@ -45,6 +51,8 @@ class RecognitionEvaluator:
         self._cls: list[str] = []
         self._rank: list[int] = []  # rank of the GT class (0 = top-1); -1 = no embedding
         self._pred: list[str] = []  # top-1 name ("" = no embedding)
+        self._conf: list[float] = []  # top-1 label score (1/C for no embedding)
+        self._p_true: list[float] = []  # label score of the true class
 
     def process(self, gt_labels: Sequence[str], embeddings: np.ndarray) -> None:
         """One scene: GT class names [K] of the instances and their embeddings [K, D]
@@ -53,18 +61,23 @@ class RecognitionEvaluator:
         keep = [i for i, c in enumerate(gt_labels) if c in self.vocabulary]
         if not keep:
             return
-        lab = label_embeddings(emb[keep], self.text, top_k=len(self.vocabulary))
+        lab = label_embeddings(emb[keep], self.text, top_k=len(self.vocabulary),
+                               temperature=self.temperature)
         for j, i in enumerate(keep):
             gt = self.vocabulary.index(gt_labels[i])
             has = bool(np.any(emb[i]))
+            r = int(np.flatnonzero(lab.topk_index[j] == gt)[0])
             self._cls.append(gt_labels[i])
-            self._rank.append(int(np.flatnonzero(lab.topk_index[j] == gt)[0]) if has else -1)
+            self._rank.append(r if has else -1)
             self._pred.append(self.vocabulary[int(lab.topk_index[j][0])] if has else "")
+            self._conf.append(float(lab.topk_score[j][0]))
+            self._p_true.append(float(lab.topk_score[j][r]))
 
     def evaluate(self) -> dict[str, Any]:
         """{"all" | "base" | "novel": {"top1", "topk", "mean_class_top1", "instances"},
         "per_class": {class: {"top1", "instances", "confused_with", "confused_count"}},
-        "top_k"}; NaN where a split is empty. ``confused_with`` is the most frequent wrong
+        "top_k", "calibration": {"temperature", "ece", "mce", "nll", "mean_confidence",
+        "reliability"}}; NaN where a split is empty. ``confused_with`` is the most frequent wrong
         top-1 name of the class ("" when never wrong or never embedded)."""
         cls = np.array(self._cls, dtype=object)
         rank = np.array(self._rank, np.int64)
@@ -93,4 +106,16 @@ class RecognitionEvaluator:
                             "instances": int(mine.sum()),
                             "confused_with": name, "confused_count": count}
         return {"all": split(every), "base": split(~is_novel), "novel": split(is_novel),
-                "per_class": per_class, "top_k": self.top_k}
+                "per_class": per_class, "top_k": self.top_k,
+                "calibration": self.calibration()}
+
+    def calibration(self) -> dict[str, Any]:
+        """Calibration of the top-1 label scores over every processed instance (an instance
+        with no embedding scores 1/C and counts as wrong)."""
+        from folk_model.eval.calibration import reliability_bins
+
+        rel = reliability_bins(np.array(self._conf), np.array(self._rank) == 0)
+        p = np.clip(np.array(self._p_true, np.float64), 1e-12, 1.0)
+        return {"temperature": self.temperature, "ece": rel["ece"], "mce": rel["mce"],
+                "nll": float(-np.mean(np.log(p))) if len(p) else float("nan"),
+                "mean_confidence": rel["confidence_all"], "reliability": rel}

@@ -217,5 +217,7 @@ class StudentSegmenter:
 
     def label(self, result: SegmentationResult, text_embeddings: np.ndarray,
               top_k: int = 3) -> Labelling:
-        """Name the instances of ``result`` with text embeddings [M, D] (cosine similarity)."""
-        return label_embeddings(result.embeddings(self.embed_dim), text_embeddings, top_k=top_k)
+        """Name the instances of ``result`` with text embeddings [M, D] (cosine similarity;
+        scores at the weights' calibrated temperature, ``cfg.label_temperature``)."""
+        return label_embeddings(result.embeddings(self.embed_dim), text_embeddings, top_k=top_k,
+                                temperature=self.cfg.label_temperature)

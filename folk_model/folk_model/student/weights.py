@@ -4,7 +4,10 @@
 ``<name>.json`` is the same manifest, readable without torch. Manifest keys:
 
 - ``encoder``: {"backend", "model", "dim"} of the VL space the embeddings live in;
-- ``student``: the full StudentConfig (voxel size, widths, thresholds);
+- ``student``: the full StudentConfig (voxel size, widths, thresholds, and the calibrated
+  ``label_temperature`` of the label scores);
+- ``calibration``: how ``label_temperature`` was fitted (``folk-calibrate --write``: rooms,
+  instances, ECE before / after); absent when it never was;
 - ``training``: classes, novel classes, data, epochs (free-form, from folk-train);
 - ``metrics``: measured figures (free-form); ``code_version``: folk_model version (+ git);
 - ``memory``: the instance memory's MemoryConfig plus ``size`` and ``built_from`` (absent: the

@@ -1,0 +1,213 @@
+"""``folk-calibrate``: fit the softmax temperature of the student's label scores on dev rooms,
+so that a label score of 0.9 is right about 9 times in 10.
+
+    folk-calibrate --weights W.pt --data-root data/synth --split dev --out runs/calib [--write]
+
+Every evaluated ground-truth instance of the rooms (not a stuff class, at least
+``--min-region-size`` points, named with a class of the dataset) is embedded by the student
+(``StudentSegmenter.embed_masks``, with the weights' instance memory unless ``--no-memory``)
+and compared with the vocabulary's text embeddings (the classes ``folk-eval`` uses). The
+temperature T minimising the negative log-likelihood of the true class is found by a 1-D
+search over log T (``folk_model.eval.calibration``). It prints the expected calibration error
+(15 bins), NLL and top-1 before (the weights' current ``label_temperature``) and after, and a
+2-fold check across rooms (T fitted on half the rooms, ECE measured on the other half). It
+writes ``calibration.json``, ``reliability_before.png`` and ``reliability_after.png`` into
+``--out``; ``--write`` stores T in the weights (``student.label_temperature`` of the
+manifest, .pt and .json both) together with a ``calibration`` record.
+
+Rooms made from the frozen test mesh pool (meta.json ``split: test``) are refused: choosing a
+setting on them would flatter the figures they report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def _scene_dirs(data_roots: list[str], split: str, max_scenes: int) -> list[Path]:
+    """The scene folders of ``split`` of each root; a test room among them raises
+    ``TestSceneError`` before any room is loaded."""
+    from folk_model.eval.cli import _roots, eval_scene_dirs
+    from folk_model.train.data import refuse_test_scene
+
+    dirs: list[Path] = []
+    for root in _roots(data_roots):
+        found = eval_scene_dirs(root, split)
+        dirs += found[:max_scenes] if max_scenes else found
+    for d in dirs:
+        meta_path = d / "meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        refuse_test_scene(meta, d.name, "calibration")
+    return dirs
+
+
+def embed_ground_truth(segmenter: Any, scene: Any, vocabulary: list[str],
+                       min_region_size: int = 100) -> tuple[np.ndarray, list[str]]:
+    """Student embeddings [K, D] of the evaluated GT instances of ``scene`` and their class
+    names (the instances ``folk-eval --gt-masks`` names)."""
+    from folk_model.teacher.teacher import gt_masks
+
+    masks, _, labels = gt_masks(scene)
+    keep = [i for i, m in enumerate(masks) if len(m) >= min_region_size
+            and labels[i] in vocabulary]
+    masks = [masks[i] for i in keep]
+    emb = segmenter.embed_masks(scene.points, scene.colors, masks)
+    return emb, [str(labels[i]) for i in keep]
+
+
+def _two_fold(sim: np.ndarray, target: np.ndarray, scene_of: np.ndarray,
+              bins: int) -> dict[str, Any]:
+    """Temperature fitted on alternate rooms, ECE measured on the others (both ways, pooled):
+    how calibrated the scores are on rooms the fit never saw."""
+    from folk_model.eval.calibration import fit_temperature, probabilities, reliability_bins
+
+    scenes = np.unique(scene_of)
+    if len(scenes) < 2:
+        return {}
+    fold = np.isin(scene_of, scenes[::2])
+    conf, ok, temps = [], [], []
+    for test in (fold, ~fold):
+        t = fit_temperature(sim[~test], target[~test])
+        p = probabilities(sim[test], t)
+        conf.append(p.max(1))
+        ok.append(p.argmax(1) == target[test])
+        temps.append(t)
+    rel = reliability_bins(np.concatenate(conf), np.concatenate(ok), bins)
+    return {"temperatures": temps, "ece": rel["ece"], "instances": rel["instances"]}
+
+
+def _fmt_stats(name: str, s: dict[str, Any]) -> str:
+    return (f"{name:<7} T = {s['temperature']:<9.4g} ECE {100 * s['ece']:5.1f}%  "
+            f"NLL {s['nll']:.3f}  top-1 {100 * s['top1']:5.1f}%  "
+            f"mean score {100 * s['mean_confidence']:5.1f}%  ({s['instances']} instances)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``folk-calibrate``."""
+    ap = argparse.ArgumentParser(prog="folk-calibrate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", required=True, help="student .pt (manifest beside it)")
+    ap.add_argument("--data-root", nargs="+", default=["data/synth"],
+                    help="dataset root(s) (same classes.json)")
+    ap.add_argument("--split", default="dev",
+                    help="splits/<split>.txt of each root: rooms for choosing settings")
+    ap.add_argument("--out", default="runs/calibrate", help="output folder")
+    ap.add_argument("--write", action="store_true",
+                    help="store the fitted temperature in the weights' manifest (.pt + .json)")
+    ap.add_argument("--no-memory", action="store_true",
+                    help="ignore the weights' instance memory (the embedding head alone; "
+                         "cannot be combined with --write)")
+    ap.add_argument("--max-scenes", type=int, default=0, help="0 = all rooms of the split")
+    ap.add_argument("--min-region-size", type=int, default=100)
+    ap.add_argument("--bins", type=int, default=15, help="equal-width bins of the ECE")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--vl-config", default=None, help="YAML/JSON VLConfig (default: defaults)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    from tqdm import tqdm
+
+    from folk_model.config import VLConfig, load_config
+    from folk_model.data.loader import SceneError, load_scene
+    from folk_model.eval.calibration import calibration_stats, fit_temperature, plot_reliability
+    from folk_model.eval.cli import evaluation_vocabulary
+    from folk_model.labelling import normalize
+    from folk_model.student import WeightsError, load_weights
+    from folk_model.student.weights import update_manifest
+    from folk_model.vl import create_vl_encoder
+
+    if args.write and args.no_memory:
+        logger.error("--write with --no-memory would store a temperature fitted on embeddings "
+                     "the weights never produce (their memory is applied at inference)")
+        return 2
+    try:
+        dirs = _scene_dirs(args.data_root, args.split, args.max_scenes)
+        if not dirs:
+            raise ValueError(f"no rooms in split {args.split!r} of {args.data_root}")
+        encoder = create_vl_encoder(load_config(VLConfig, args.vl_config), text_only=True)
+        segmenter, manifest = load_weights(args.weights, args.device, expect=encoder.info())
+        vocab, novel = evaluation_vocabulary(args.data_root, manifest)
+    except (WeightsError, FileNotFoundError, ValueError, SceneError) as exc:
+        logger.error("%s", exc)
+        return 2
+    if args.no_memory:
+        segmenter.memory = None
+    text = normalize(encoder.encode_texts(vocab))
+    sims, targets, scene_of, classes, names = [], [], [], [], []
+    for d in tqdm(dirs, desc="folk-calibrate", unit="room"):
+        sc = load_scene(d, require_frames=False)
+        if sc.meta.get("split") == "train":
+            logger.warning("%s is a training room: scores calibrated on rooms the student "
+                           "learned from read too sure; use dev rooms", sc.name)
+        emb, labels = embed_ground_truth(segmenter, sc, vocab, args.min_region_size)
+        has = np.any(emb != 0, axis=1)  # a mask with no finite point says nothing about T
+        sims.append(normalize(emb[has]) @ text.T)
+        targets += [vocab.index(c) for c, h in zip(labels, has, strict=True) if h]
+        classes += [c for c, h in zip(labels, has, strict=True) if h]
+        scene_of += [len(names)] * int(has.sum())
+        names.append(sc.name)
+    sim = np.concatenate(sims).astype(np.float64) if sims else np.zeros((0, len(vocab)))
+    target = np.array(targets, np.int64)
+    if len(target) == 0:
+        logger.error("no evaluated ground-truth instance in these rooms: nothing to fit")
+        return 2
+    t_before = float(segmenter.cfg.label_temperature)
+    t_after = fit_temperature(sim, target)
+    before = calibration_stats(sim, target, t_before, args.bins)
+    after = calibration_stats(sim, target, t_after, args.bins)
+    is_novel = np.array([c in set(novel) for c in classes], bool)
+    groups = {}
+    for gname, mask in (("base", ~is_novel), ("novel", is_novel)):
+        if mask.any():
+            groups[gname] = {k: {m: calibration_stats(sim[mask], target[mask], t, args.bins)[m]
+                                 for m in ("ece", "nll", "top1", "instances")}
+                             for k, t in (("before", t_before), ("after", t_after))}
+    cv = _two_fold(sim, target, np.array(scene_of), args.bins)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    memory = segmenter.memory is not None
+    what = f"{len(names)} {args.split} rooms, {len(target)} GT masks" + \
+        ("" if memory else ", no memory")
+    plot_reliability(before["reliability"], out / "reliability_before.png",
+                     f"student label scores, T = {t_before:.4g} (before; {what})")
+    plot_reliability(after["reliability"], out / "reliability_after.png",
+                     f"student label scores, T = {t_after:.4g} (fitted; {what})")
+    record = {"temperature": t_after, "previous_temperature": t_before,
+              "data_roots": [str(r) for r in args.data_root], "split": args.split,
+              "scenes": names, "instances": len(target), "memory": memory,
+              "bins": args.bins, "ece_before": before["ece"], "ece_after": after["ece"],
+              "nll_before": before["nll"], "nll_after": after["nll"], "top1": after["top1"],
+              "ece_two_fold": cv.get("ece")}
+    summary = {**record, "weights": str(args.weights), "encoder": encoder.info(),
+               "vocabulary": vocab, "novel": novel, "before": before, "after": after,
+               "groups": groups, "two_fold": cv, "written": bool(args.write)}
+    (out / "calibration.json").write_text(json.dumps(summary, indent=1))
+    print(_fmt_stats("before", before))
+    print(_fmt_stats("after", after))
+    for gname, g in groups.items():
+        print(f"  {gname:<6} ECE {100 * g['before']['ece']:5.1f}% -> "
+              f"{100 * g['after']['ece']:5.1f}%  ({g['after']['instances']} instances)")
+    if cv:
+        print(f"  2-fold across rooms (fit on half, measured on the other): ECE "
+              f"{100 * cv['ece']:.1f}% (T {cv['temperatures'][0]:.4g} / "
+              f"{cv['temperatures'][1]:.4g})")
+    if args.write:
+        student = {**manifest["student"], "label_temperature": t_after}
+        update_manifest(args.weights, student=student, calibration=record)
+        print(f"wrote label_temperature {t_after:.4g} into {args.weights} and its manifest")
+    logger.info("wrote %s, reliability_before.png, reliability_after.png",
+                out / "calibration.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Calibration of label scores: expected calibration error, reliability diagrams, and the
+softmax temperature that makes a score of 0.9 right about 9 times in 10.
+
+A label score is the softmax over an instance's cosine similarities to the vocabulary's words
+divided by a temperature T (``labelling.label_embeddings``). A low T (0.01) makes nearly every
+score read 1.00 whatever the odds; the temperature fitted here minimises the negative
+log-likelihood of the ground-truth class (Guo et al. 2017, "On Calibration of Modern Neural
+Networks": temperature scaling), measured on embeddings of ground-truth masks of rooms used
+for choosing settings (``dev``), never of test rooms. ``folk-calibrate`` runs it and stores T
+in the weights (``StudentConfig.label_temperature``).
+
+No torch here: the fit is a 1-D search over log T (NLL is convex in 1/T, so unimodal in
+log T): a coarse grid, then golden-section refinement around the best grid point.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_BINS = 15  # equal-width confidence bins, as the ECE is usually reported
+T_MIN, T_MAX = 1e-4, 10.0  # the search range of the temperature
+
+
+def _softmax_logits(sim: np.ndarray, temperature: float) -> np.ndarray:
+    """log softmax of ``sim / temperature`` along the last axis (float64)."""
+    z = np.asarray(sim, np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def probabilities(sim: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(sim / T) [N, C] (float64) of cosine similarities [N, C]."""
+    return np.exp(_softmax_logits(sim, temperature))
+
+
+def nll(sim: np.ndarray, target: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of class ``target`` [N] under softmax(sim / T)."""
+    sim = np.asarray(sim, np.float64)
+    if len(sim) == 0:
+        return float("nan")
+    logp = _softmax_logits(sim, temperature)
+    return float(-np.mean(logp[np.arange(len(sim)), np.asarray(target, np.int64)]))
+
+
+def fit_temperature(sim: np.ndarray, target: np.ndarray, t_min: float = T_MIN,
+                    t_max: float = T_MAX, grid: int = 61, tol: float = 1e-4) -> float:
+    """The temperature minimising ``nll(sim, target, T)`` over [t_min, t_max].
+
+    Args:
+        sim: float [N, C] cosine similarities (or any logits times T).
+        target: int [N] index of the true class of each row.
+        grid: points of the coarse log-spaced grid; golden-section search then refines
+            between the best grid point's neighbours to ``tol`` in log T.
+    """
+    sim = np.asarray(sim, np.float64)
+    target = np.asarray(target, np.int64)
+    if sim.ndim != 2 or len(sim) == 0:
+        raise ValueError("fit_temperature needs similarities [N, C] with N > 0")
+    if len(target) != len(sim):
+        raise ValueError(f"{len(target)} targets for {len(sim)} rows")
+
+    def f(log_t: float) -> float:
+        return nll(sim, target, math.exp(log_t))
+
+    lo, hi = math.log(t_min), math.log(t_max)
+    xs = np.linspace(lo, hi, grid)
+    vals = [f(x) for x in xs]
+    i = int(np.argmin(vals))
+    a, b = xs[max(0, i - 1)], xs[min(grid - 1, i + 1)]
+    g = (math.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = f(c), f(d)
+    while b - a > tol:
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = f(d)
+    best = (a + b) / 2
+    # the grid point wins when the refinement cannot beat it (a flat or edge optimum)
+    return float(math.exp(best if f(best) <= vals[i] else xs[i]))
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray,
+                     bins: int = DEFAULT_BINS) -> dict[str, Any]:
+    """Per-bin statistics of top-1 confidences [N] and whether each top-1 was right [N].
+
+    Bins are equal-width on [0, 1], right-closed: bin b holds b/B < confidence <= (b+1)/B
+    (a confidence of exactly 0 goes to the first). Returns {"edges" [B+1], "count" [B],
+    "accuracy" [B], "confidence" [B] (mean per bin; NaN where empty), "ece", "mce",
+    "instances", "accuracy_all", "confidence_all"}: plain lists and floats (JSON-able).
+    """
+    conf = np.asarray(confidence, np.float64).reshape(-1)
+    ok = np.asarray(correct, bool).reshape(-1)
+    if len(conf) != len(ok):
+        raise ValueError(f"{len(conf)} confidences but {len(ok)} correctness flags")
+    if np.any((conf < 0) | (conf > 1)) or not np.all(np.isfinite(conf)):
+        raise ValueError("confidences must lie in [0, 1]")
+    idx = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    acc_sum = np.bincount(idx, weights=ok.astype(np.float64), minlength=bins)
+    conf_sum = np.bincount(idx, weights=conf, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(count > 0, acc_sum / count, np.nan)
+        mean_conf = np.where(count > 0, conf_sum / count, np.nan)
+    n = len(conf)
+    gap = np.abs(np.nan_to_num(acc) - np.nan_to_num(mean_conf))
+    ece = float(np.sum(count * gap) / n) if n else float("nan")
+    mce = float(gap[count > 0].max()) if n else float("nan")
+    return {"bins": bins, "edges": np.linspace(0, 1, bins + 1).tolist(),
+            "count": count.tolist(), "accuracy": acc.tolist(), "confidence": mean_conf.tolist(),
+            "ece": ece, "mce": mce, "instances": int(n),
+            "accuracy_all": float(ok.mean()) if n else float("nan"),
+            "confidence_all": float(conf.mean()) if n else float("nan")}
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray,
+                               bins: int = DEFAULT_BINS) -> float:
+    """ECE = sum over bins of (n_b / N) * |accuracy_b - mean confidence_b| (equal-width bins
+    on [0, 1]; see ``reliability_bins``)."""
+    return reliability_bins(confidence, correct, bins)["ece"]
+
+
+def calibration_stats(sim: np.ndarray, target: np.ndarray, temperature: float,
+                      bins: int = DEFAULT_BINS) -> dict[str, Any]:
+    """ECE, NLL, top-1 and the reliability bins of the top-1 label scores of similarities
+    [N, C] with true classes [N] at ``temperature``."""
+    sim = np.asarray(sim, np.float64)
+    target = np.asarray(target, np.int64)
+    prob = probabilities(sim, temperature) if len(sim) else np.zeros((0, 1))
+    top = prob.argmax(axis=1) if len(sim) else np.zeros(0, np.int64)
+    conf = prob.max(axis=1) if len(sim) else np.zeros(0)
+    rel = reliability_bins(conf, top == target, bins)
+    return {"temperature": float(temperature), "ece": rel["ece"], "mce": rel["mce"],
+            "nll": nll(sim, target, temperature), "top1": rel["accuracy_all"],
+            "mean_confidence": rel["confidence_all"], "instances": rel["instances"],
+            "reliability": rel}
+
+
+def plot_reliability(rel: dict[str, Any], path: str | Path, title: str = "") -> Path:
+    """Draw a reliability diagram (``reliability_bins``' output) into the PNG ``path``:
+    accuracy against confidence per bin with each bin's count, the gap to the diagonal
+    shaded, the diagonal (perfect calibration), and the ECE in the title; below, how many
+    instances fall in each bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.asarray(rel["edges"], np.float64)
+    count = np.asarray(rel["count"], np.int64)
+    acc = np.asarray(rel["accuracy"], np.float64)
+    conf = np.asarray(rel["confidence"], np.float64)
+    width = np.diff(edges)
+    left = edges[:-1]
+    has = count > 0
+    fig, (ax, axc) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1]})
+    ax.bar(left[has], acc[has], width[has], align="edge", color="#4c72b0",
+           edgecolor="black", linewidth=0.6, label="accuracy")
+    lo, hi = np.minimum(acc, conf), np.maximum(acc, conf)
+    ax.bar(left[has], (hi - lo)[has], width[has], bottom=lo[has], align="edge",
+           color="#dd8452", alpha=0.45, edgecolor="none", label="gap to confidence")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax.plot(conf[has], acc[has], "o", color="black", markersize=3)
+    for x, w, a, n in zip(left[has], width[has], acc[has], count[has], strict=True):
+        ax.text(x + w / 2, min(a + 0.02, 0.97), str(int(n)), ha="center", va="bottom",
+                fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy of the top-1 label")
+    ax.legend(loc="upper left", fontsize=8)
+    head = f"{title}\n" if title else ""
+    ax.set_title(f"{head}ECE {100 * rel['ece']:.1f}% ({rel['bins']} bins, "
+                 f"{rel['instances']} instances)", fontsize=10)
+    axc.bar(left, count, width, align="edge", color="gray", edgecolor="black", linewidth=0.5)
+    axc.set_xlabel("confidence (top-1 label score)")
+    axc.set_ylabel("instances")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,164 @@
+"""Calibrated label scores: ECE, reliability diagrams, the temperature fit, the weights'
+temperature in labelling, and folk-calibrate (test rooms refused; --write stores T)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from folk_model.eval.calibration import (
+    calibration_stats,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    plot_reliability,
+    reliability_bins,
+)
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "folk_model/folk_model/weights/folk_demo_offline.pt"
+
+
+def test_ece_hand_computed() -> None:
+    # 15 bins of width 1/15 (bin b: b/15 < confidence <= (b+1)/15); three occupied bins:
+    #   bin 14: confidences 0.95, 0.97, 0.98, 0.94 -> mean 0.96, accuracy 3/4: gap 0.21
+    #   bin 8:  0.55, 0.57 -> mean 0.56, accuracy 1/2: gap 0.06
+    #   bin 7:  0.5, 0.5 -> mean 0.5, accuracy 0: gap 0.5
+    conf = np.array([0.95, 0.97, 0.98, 0.94, 0.55, 0.57, 0.5, 0.5])
+    ok = np.array([1, 1, 1, 0, 1, 0, 0, 0], bool)
+    expect = (4 * 0.21 + 2 * 0.06 + 2 * 0.5) / 8
+    assert expected_calibration_error(conf, ok) == pytest.approx(expect)
+    rel = reliability_bins(conf, ok)
+    assert rel["count"][14] == 4 and rel["count"][8] == 2 and rel["count"][7] == 2
+    assert sum(rel["count"]) == 8 and rel["mce"] == pytest.approx(0.5)
+    assert rel["accuracy"][14] == pytest.approx(0.75) and np.isnan(rel["accuracy"][0])
+    # right-closed bins: 0.2 (= 3/15) belongs to bin 2, 1.0 to the last
+    assert reliability_bins(np.array([0.2, 1.0]), np.array([1, 1], bool))["count"][1:4] \
+        == [0, 1, 0]
+    # perfectly calibrated: 0.8 right 4 times in 5
+    assert expected_calibration_error(np.full(5, 0.8), np.array([1, 1, 1, 1, 0], bool)) \
+        == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError):
+        reliability_bins(np.array([1.2]), np.array([True]))
+
+
+def test_temperature_fit_recovers_a_known_temperature() -> None:
+    rng = np.random.default_rng(0)
+    n, c, t_true = 4000, 20, 0.05
+    sim = rng.uniform(-0.2, 0.4, size=(n, c))
+    p = np.exp(sim / t_true)
+    p /= p.sum(1, keepdims=True)
+    target = np.array([rng.choice(c, p=row) for row in p])
+    t = fit_temperature(sim, target)
+    assert abs(t / t_true - 1) < 0.15
+    assert nll(sim, target, t) <= min(nll(sim, target, t_true), nll(sim, target, 0.01)) + 1e-9
+    # scores drawn from the model they are scored with are calibrated; T = 0.01 is too sure
+    ece_fit = calibration_stats(sim, target, t)["ece"]
+    assert ece_fit < 0.03 < calibration_stats(sim, target, 0.01)["ece"]
+
+
+def test_reliability_png_written(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.05, 1, 300)
+    rel = reliability_bins(conf, rng.uniform(size=300) < conf)
+    out = plot_reliability(rel, tmp_path / "sub" / "rel.png", "test")
+    assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 5000
+
+
+def test_labelling_uses_the_weights_temperature() -> None:
+    import torch
+
+    from folk_model.config import StudentConfig
+    from folk_model.eval.recognition import RecognitionEvaluator
+    from folk_model.labelling import label_embeddings, phrase_scores
+    from folk_model.student import FolkStudent, StudentSegmenter
+    from folk_model.student.inference import InstancePrediction, SegmentationResult
+
+    assert StudentConfig().label_temperature == 0.01
+    torch.manual_seed(0)
+    text = np.eye(3, 8, dtype=np.float32)
+    emb = np.array([1.0, 0.5, 0.2, 0, 0, 0, 0, 0], np.float32)
+    res = SegmentationResult([InstancePrediction(np.arange(3), 0.9, emb)])
+    scores = {}
+    for t in (0.01, 0.5):
+        cfg = StudentConfig(channels=(8, 16), embed_dim=8, feat_dim=8, head_hidden=16,
+                            label_temperature=t)
+        lab = StudentSegmenter(FolkStudent(cfg), cfg).label(res, text)
+        assert lab.score[0] == pytest.approx(label_embeddings(emb, text, temperature=t).score[0])
+        scores[t] = float(lab.score[0])
+    assert scores[0.01] > 0.99 and scores[0.5] < 0.7
+    ev = RecognitionEvaluator(["a", "b", "c"], text, temperature=0.5)
+    ev.process(["a"], emb[None])
+    cal = ev.evaluate()["calibration"]
+    assert cal["temperature"] == 0.5
+    assert cal["mean_confidence"] == pytest.approx(scores[0.5], rel=1e-5)
+    assert cal["ece"] == pytest.approx(1 - scores[0.5], rel=1e-5)  # one instance, right
+    # a phrase competes with the vocabulary's words; the same word is not counted twice
+    ps = phrase_scores(np.stack([emb, text[2]]), text[0], text, temperature=0.5)
+    assert ps[0] == pytest.approx(scores[0.5], rel=1e-5) and ps[0] > ps[1]
+    assert phrase_scores(np.zeros((0, 8)), text[0], text).shape == (0,)
+
+
+def _calibration_root(tmp_path: Path, synth_scene: Path) -> Path:
+    """A dataset root whose ``dev`` split lists the shared tiny scene (a link to it)."""
+    from folk_model.data.synth.generate import write_dataset_files
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / synth_scene.name).symlink_to(synth_scene, target_is_directory=True)
+    write_dataset_files(root, "dev", [synth_scene.name])
+    return root
+
+
+def test_folk_calibrate_refuses_test_rooms_and_writes_the_temperature(
+        tmp_path: Path, synth_scene: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import tiny_synth_config
+
+    from folk_model.data.synth.generate import generate_scene, write_dataset_files
+    from folk_model.eval.calibrate import main
+    from folk_model.student import load_weights
+
+    if not WEIGHTS.is_file():
+        pytest.skip("shipped weights missing")
+    weights = tmp_path / "w.pt"
+    shutil.copy(WEIGHTS, weights)
+    shutil.copy(WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
+    root = _calibration_root(tmp_path, synth_scene)
+
+    # a test room listed among the dev rooms by mistake: refused, nothing written
+    bad = tmp_path / "bad"
+    test_room = generate_scene(bad, "scene5000_00", 3,
+                               tiny_synth_config(width=80, height=60, num_frames=3,
+                                                 split="test", fused_map=False))
+    write_dataset_files(bad, "dev", [test_room.name])
+    (bad / synth_scene.name).symlink_to(synth_scene, target_is_directory=True)
+    write_dataset_files(bad, "dev", [synth_scene.name])
+    assert main(["--weights", str(weights), "--data-root", str(bad), "--split", "dev",
+                 "--out", str(tmp_path / "refused"), "--write"]) == 2
+    assert not (tmp_path / "refused").exists()
+    assert json.loads(weights.with_suffix(".json").read_text())["student"].get(
+        "label_temperature", 0.01) == 0.01
+
+    out = tmp_path / "calib"
+    assert main(["--weights", str(weights), "--data-root", str(root), "--split", "dev",
+                 "--out", str(out), "--write"]) == 0
+    report = json.loads((out / "calibration.json").read_text())
+    for name in ("reliability_before.png", "reliability_after.png"):
+        assert (out / name).is_file()
+    t = report["temperature"]
+    assert report["instances"] > 0 and report["previous_temperature"] == 0.01
+    assert t != 0.01 and report["after"]["nll"] <= report["before"]["nll"] + 1e-9
+    assert "ECE" in capsys.readouterr().out
+    manifest = json.loads(weights.with_suffix(".json").read_text())
+    assert manifest["student"]["label_temperature"] == pytest.approx(t)
+    assert manifest["calibration"]["scenes"] == [synth_scene.name]
+    seg, pt_manifest = load_weights(weights)
+    assert seg.cfg.label_temperature == pytest.approx(t)
+    assert pt_manifest == manifest  # the .pt and the .json agree
+    # fitting on the embedding head alone cannot be written into weights that use a memory
+    assert main(["--weights", str(weights), "--data-root", str(root), "--split", "dev",
+                 "--out", str(out), "--write", "--no-memory"]) == 2
