@@ -79,6 +79,8 @@ def test_approx_sync_matches_within_slop_and_rejects_the_past():
     s.add("color", 200 * ms, "c2")
     s.add("depth", 205 * ms, "d2")
     s.add("info", 200 * ms, "i2")
+    assert not out  # d2 is 5 ms after c2: a colour nearer to d2 could still come
+    s.add("color", 300 * ms, "c3")
     assert out == [(200 * ms, {"color": "c2", "depth": "d2", "info": "i2"})]
     assert not s.add("color", 150 * ms, "old") and s.out_of_order == 1
 
@@ -90,6 +92,14 @@ def test_pose_buffer_interpolates_and_waits():
     b.add(0, p0)
     b.add(100_000_000, p1)
     assert b.lookup(50_000_000, 0.0)[0, 3] == pytest.approx(0.5)
+    # Rotation is interpolated too (slerp): half of a 90-degree turn about z is 45 degrees.
+    r = np.eye(4)
+    r[:2, :2] = [[0, -1], [1, 0]]
+    b2 = PoseBuffer(0.05)
+    b2.add(0, np.eye(4))
+    b2.add(100_000_000, r)
+    half = b2.lookup(50_000_000, 0.0)
+    assert np.degrees(np.arctan2(half[1, 0], half[0, 0])) == pytest.approx(45.0)
     assert b.lookup(400_000_000, 0.0) is None  # beyond the slop
     threading.Timer(0.1, lambda: b.add(500_000_000, p1)).start()
     t0 = time.monotonic()
@@ -255,6 +265,13 @@ def test_sync_waits_for_a_late_depth_instead_of_taking_the_previous_one():
     assert len(out) == 1
     s.add("depth", 33 * ms, "d1")
     assert out[-1] == (33 * ms, {"color": "c1", "depth": "d1"})
+    # A lost depth: colour 66 must not take the next frame's depth (99), which belongs to
+    # colour 99; colour 66 is passed over.
+    s.add("color", 66 * ms, "c2")
+    s.add("depth", 99 * ms, "d3")
+    assert len(out) == 2
+    s.add("color", 99 * ms, "c3")
+    assert out[-1] == (99 * ms, {"color": "c3", "depth": "d3"}) and len(out) == 3
 
 
 def test_vocabulary_cache_is_bounded_lru_and_keeps_the_active_labels():

@@ -274,7 +274,9 @@ class FolkNode(Node):
         self.create_subscription(
             CameraInfo, "color/camera_info", self._on_info, latched, callback_group=sensors,
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _e: None))
-        self._setup_pose_source(qos, sensors)
+        # Poses in their own group: a pose must never queue behind the images waiting for it
+        # (the fusion thread waits for the pose at the image stamp).
+        self._setup_pose_source(qos, MutuallyExclusiveCallbackGroup())
 
         out_qos = QoSProfile(depth=5)
         self.pub_instances = self.create_publisher(InstanceArray, "~/instances", out_qos)

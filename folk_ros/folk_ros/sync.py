@@ -5,12 +5,12 @@ latch it once or send it at another rate); ``streams`` still allows it for other
 
 message_filters is not installable from PyPI, so this is a small, dependency-free policy:
 each colour message is the pivot; it is matched with the messages of the other streams
-whose stamps are nearest to it, if they lie within ``slop`` seconds; an inexact match waits
-until each stream has a message at or after the pivot (so a late depth image is not replaced
-by the previous one). Complete sets are emitted oldest first; everything at or before an
-emitted set is then dropped (colour messages passed over that way are counted in
-``skipped``). Stamps that go backwards (bag loops, clock resets, a late driver) are rejected
-and counted, so the map is never fed the past.
+whose stamps are nearest to it, if they lie within ``slop`` seconds and the colour is also
+their nearest colour; an inexact match waits until no better partner can arrive (so a lost
+or late depth image is never replaced by a neighbouring frame's). Complete sets are emitted
+oldest first; everything at or before an emitted set is then dropped (colour messages passed
+over that way are counted in ``skipped``). Stamps that go backwards (bag loops, clock
+resets, a late driver) are rejected and counted, so the map is never fed the past.
 
 Thread-safe: the node may call :meth:`ApproxSync.add` from several callback threads.
 """
@@ -81,6 +81,20 @@ class ApproxSync:
                 best = (s, m)
         return best
 
+    def _mutual(self, stamp: int, stream: str, other: int) -> bool:
+        """Whether colour ``stamp`` and its nearest ``stream`` message (stamp ``other``) are
+        each other's nearest, now and for good. An inexact pair waits while a better partner
+        may still arrive: a message of ``stream`` at or after the colour, or a colour at or
+        after ``other``. Otherwise, with a slop longer than the frame period, a colour whose
+        depth was lost or late would be fused with the next frame's depth, i.e. from
+        another viewpoint."""
+        if other == stamp:
+            return True
+        if self._last_in[stream] < stamp or self._last_in["color"] < other:
+            return False
+        nearest = min((s for s, _ in self._buf["color"]), key=lambda s: abs(s - other))
+        return nearest == stamp
+
     def _try_match(self) -> tuple[int, dict[str, Any]] | None:
         # Oldest complete frame first: callbacks of different topics run in any order, so a
         # newer frame can complete before an older one; the queue behind the sync is what
@@ -90,10 +104,7 @@ class ApproxSync:
             near = {s: self._nearest(s, stamp) for s in others}
             if any(m is None for m in near.values()):
                 continue
-            # A better match may still come while a stream has nothing at or after the
-            # pivot (its message for this stamp is late): matching now would pair colour
-            # with the previous depth, i.e. with the wrong viewpoint.
-            if any(m[0] != stamp and self._last_in[s] < stamp for s, m in near.items()):
+            if not all(self._mutual(stamp, s, m[0]) for s, m in near.items()):
                 continue
             cut = max(stamp, *(m[0] for m in near.values()))
             for name, b in self._buf.items():
@@ -108,6 +119,29 @@ class ApproxSync:
         return None
 
 
+def interpolate_pose(p0: np.ndarray, p1: np.ndarray, a: float) -> np.ndarray:
+    """4x4 pose at fraction ``a`` from ``p0`` to ``p1``: linear translation, slerp rotation.
+
+    Why slerp: taking the nearer rotation is off by half the rotation between two poses; a
+    turning robot then smears its map (9 degrees between two poses of a fast pan).
+    """
+    import transforms3d.quaternions as tq
+
+    q0, q1 = tq.mat2quat(p0[:3, :3]), tq.mat2quat(p1[:3, :3])
+    dot = float(np.dot(q0, q1))
+    if dot < 0:  # the shorter way round
+        q1, dot = -q1, -dot
+    if dot > 0.9995:
+        q = q0 + a * (q1 - q0)
+    else:
+        th = np.arccos(min(dot, 1.0))
+        q = (np.sin((1 - a) * th) * q0 + np.sin(a * th) * q1) / np.sin(th)
+    out = np.eye(4)
+    out[:3, :3] = tq.quat2mat(q / np.linalg.norm(q))
+    out[:3, 3] = (1 - a) * p0[:3, 3] + a * p1[:3, 3]
+    return out
+
+
 class PoseBuffer:
     """Recent poses by stamp, for pose topics (PoseStamped / Odometry).
 
@@ -116,8 +150,9 @@ class PoseBuffer:
     composes with the camera's mounting.
 
     :meth:`lookup` waits up to ``timeout`` for a pose at or after the stamp (the pose may
-    arrive after the image), then interpolates the translation linearly and takes the
-    rotation of the nearer neighbour; a stamp further than ``slop`` from any pose fails.
+    arrive after the image), then interpolates between the poses before and after it
+    (translation linearly, rotation by slerp); a stamp further than ``slop`` from any pose
+    fails.
     """
 
     def __init__(self, slop: float, size: int = 200) -> None:
@@ -154,9 +189,7 @@ class PoseBuffer:
             if min(stamp - s0, s1 - stamp) > self.slop_ns and s1 - s0 > 2 * self.slop_ns:
                 return None
             a = (stamp - s0) / max(s1 - s0, 1)
-            p = (self._poses[i - 1] if a < 0.5 else self._poses[i]).copy()
-            p[:3, 3] = (1 - a) * self._poses[i - 1][:3, 3] + a * self._poses[i][:3, 3]
-            return p
+            return interpolate_pose(self._poses[i - 1], self._poses[i], a)
         j = 0 if i == 0 else len(self._stamps) - 1
         if abs(self._stamps[j] - stamp) > self.slop_ns:
             return None
