@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command set-up of a development machine (Debian 12, Python 3.11, no ROS install):
 #   Debian packages -> .venv -> pinned Python packages (ROS 2 Kilted wheels, torch, ...) ->
-#   folk_msgs built into the venv -> folk_model and folk_ros installed editable.
+#   folk_msgs built into the venv -> folk_model and folk_ros installed editable -> folk_ros
+#   registered in the venv's ament index (ros2 launch / ros2 run find it).
 # Idempotent: each step records a hash of its inputs and is skipped when they did not change,
 # so a second run takes seconds.
 set -euo pipefail
@@ -81,6 +82,35 @@ if step_needed editable "$h"; then
     -e folk_model -e folk_ros
   step_done editable "$h"
 fi
+
+# 6. Register folk_ros in the venv's ament index the way a colcon install does, so that where
+#    the official tools (ros2cli, launch_ros) are present `ros2 launch folk_ros
+#    segment.launch.py` and `ros2 run folk_ros folk_node` find it: the package marker, the
+#    share/ files (links into the checkout, like the editable install) and the executables
+#    under lib/folk_ros/. activate exports AMENT_PREFIX_PATH (the index's search path), as
+#    `source install/setup.bash` does after a colcon build. Cheap and idempotent: every run.
+register_folk_ros() {
+  local share="$VENV/share/folk_ros" lib="$VENV/lib/folk_ros" f
+  mkdir -p "$VENV/share/ament_index/resource_index/packages" "$share" "$lib"
+  : > "$VENV/share/ament_index/resource_index/packages/folk_ros"
+  ln -sfn "$ROOT/folk_ros/package.xml" "$share/package.xml"
+  ln -sfn "$ROOT/folk_ros/launch" "$share/launch"
+  ln -sfn "$ROOT/folk_ros/config" "$share/config"
+  for f in folk_node folk_player; do
+    [[ -x "$VENV/bin/$f" ]] || { echo "setup: $VENV/bin/$f missing" >&2; exit 1; }
+    ln -sfn "$VENV/bin/$f" "$lib/$f"
+  done
+  if ! grep -q "folk: ament index" "$VENV/bin/activate"; then
+    cat >> "$VENV/bin/activate" <<'ACTIVATE'
+# folk: ament index of this venv (ros2 launch / ros2 run find folk_ros, folk_msgs here)
+case ":${AMENT_PREFIX_PATH:-}:" in
+  *":$VIRTUAL_ENV:"*) ;;
+  *) export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;;
+esac
+ACTIVATE
+  fi
+}
+register_folk_ros
 
 "$VENV/bin/python" -c "import rclpy, folk_msgs.msg, folk_msgs.srv, torch, open_clip, \
 spconv.pytorch, open3d, folk_model, folk_ros" \
