@@ -166,13 +166,14 @@ def plot_reliability(rel: dict[str, Any], path: str | Path, title: str = "") -> 
     ax.bar(left[has], acc[has], width[has], align="edge", color="#4c72b0",
            edgecolor="black", linewidth=0.6, label="accuracy")
     lo, hi = np.minimum(acc, conf), np.maximum(acc, conf)
-    ax.bar(left[has], (hi - lo)[has], width[has], bottom=lo[has], align="edge",
-           color="#dd8452", alpha=0.45, edgecolor="none", label="gap to confidence")
+    ax.bar(left[has], (hi - lo)[has], width[has], bottom=lo[has], align="edge", fill=False,
+           hatch="///", edgecolor="#c44e52", linewidth=0.0, label="gap to mean confidence")
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     ax.plot(conf[has], acc[has], "o", color="black", markersize=3)
     for x, w, a, n in zip(left[has], width[has], acc[has], count[has], strict=True):
-        ax.text(x + w / 2, min(a + 0.02, 0.97), str(int(n)), ha="center", va="bottom",
-                fontsize=7)
+        ax.text(x + w / 2, a + 0.01 if a < 0.9 else a - 0.01, str(int(n)), ha="center",
+                va="bottom" if a < 0.9 else "top", fontsize=7,
+                color="black" if a < 0.9 else "white")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy of the top-1 label")
