@@ -44,7 +44,8 @@ class Camera:
         self.t = client.node.get_clock().now().nanoseconds
 
     def send(self, color=None, depth=None, info_size=(W, H), pose=True, quat=(0, 0, 0, 1.0),
-             stamp_ns=None, color_encoding="rgb8", depth_encoding="16UC1"):
+             stamp_ns=None, color_encoding="rgb8", depth_encoding="16UC1",
+             info_model="plumb_bob", info_d=(0.0,) * 5, depth_frame=None):
         self.t += 200_000_000  # 0.2 s apart: more than sync_slop, poses never borrowed
         t = self.t if stamp_ns is None else stamp_ns
         hdr = Header(frame_id="cam")
@@ -59,11 +60,14 @@ class Camera:
             o = p.pose.orientation
             o.x, o.y, o.z, o.w = (float(v) for v in q)
             self.pp.publish(p)
-        info = CameraInfo(header=hdr, width=info_size[0], height=info_size[1])
+        info = CameraInfo(header=hdr, width=info_size[0], height=info_size[1],
+                          distortion_model=info_model)
         info.k = [float(v) for v in K.reshape(-1)]
+        info.d = [float(v) for v in info_d]
         self.pi.publish(info)
         d = np.round(DEPTH * 1000).astype(np.uint16) if depth is None else depth
-        self.pd.publish(d if isinstance(d, Image) else numpy_to_image(d, depth_encoding, hdr))
+        dhdr = Header(frame_id=depth_frame or hdr.frame_id, stamp=hdr.stamp)
+        self.pd.publish(d if isinstance(d, Image) else numpy_to_image(d, depth_encoding, dhdr))
         c = COLOR if color is None else color
         if isinstance(c, Image):
             c.header = hdr
@@ -80,7 +84,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory):
     params = {
         "pose_source": "pose", "segment_period": 0.0, "vocabulary": ["red", "green"],
         "min_points": 50, "keyframe_translation": 0.0, "keyframe_rotation_deg": 0.0,
-        "pose_timeout": 0.2, "max_labels": 50, "diagnostics_period": 0.2}
+        "pose_timeout": 0.2, "max_labels": 50, "diagnostics_period": 0.2,
+        "text_cache_size": 16}
     proc = start_node(params, log=log, name="folk_inputs_node")
     client = Client("folk_inputs_node")
     assert client.wait_up(), log.read_text()
@@ -117,6 +122,9 @@ CASES = {
                                 depth_encoding="32FC1")],
     "bad_pose_missing": [dict(pose=False)],
     "bad_bad_pose": [dict(quat=(0, 0, 0, 0))],
+    # A lens model the node cannot undo, with non-zero D: refused, naming the rectified topic.
+    "bad_distorted_image": [dict(info_model="fancy_lens", info_d=(0.1, 0.0, 0.0, 0.0, 0.0))] * 2,
+    "bad_depth_frame_mismatch": [dict(depth_frame="other_camera")] * 2,
 }
 
 
@@ -129,6 +137,8 @@ def test_malformed_frames_are_counted_and_the_node_keeps_running(rig, key):
         cam.send(**kwargs)
     _expect(client, key, before, log)
     assert client.diag_values()["last_error"]
+    if key == "bad_distorted_image":  # the reason names the way out
+        assert "image_rect" in client.diag_values()["last_error"]
     _fused_after_good_frame(client, cam, log)
     assert proc.poll() is None
 
@@ -176,4 +186,24 @@ def test_bad_vocabularies_are_refused_and_keep_the_active_one(rig, labels, templ
                                                               prompt_template=template))
     assert not res.success and reason in res.message, res.message
     assert list(res.labels) == ["red", "green"]
+    assert proc.poll() is None
+
+
+def test_text_cache_stays_bounded_over_many_vocabularies(rig):
+    """Every new word is encoded once, but the node keeps at most text_cache_size (16) of
+    them; the active vocabulary still relabels without encoding."""
+    proc, client, _cam, _log = rig
+    before = int(client.wait_diag(lambda d: "texts_encoded" in d, 10)["texts_encoded"])
+    for i in range(6):
+        words = [f"thing{i}x{j}" for j in range(8)]
+        res = client.call(client.set_vocab, SetVocabulary.Request(labels=words))
+        assert res.success and "8 newly encoded" in res.message, res.message
+    again = client.call(client.set_vocab, SetVocabulary.Request(labels=words))
+    assert "(0 newly encoded)" in again.message, again.message  # the newest are cached
+    d = client.wait_diag(lambda d: int(d["texts_encoded"]) >= before + 48, 10)
+    assert int(d["texts_encoded"]) >= before + 48, d
+    assert 8 <= int(d["texts_cached"]) <= 16, d
+    first = client.call(client.set_vocab, SetVocabulary.Request(labels=["thing0x0"]))
+    assert "(1 newly encoded)" in first.message, first.message  # evicted long ago
+    client.call(client.set_vocab, SetVocabulary.Request(labels=["red", "green"]))
     assert proc.poll() is None

@@ -45,7 +45,7 @@ def _param(k: str, v: Any) -> str:
     if isinstance(v, bool):
         v = str(v).lower()
     elif isinstance(v, (list, tuple)):
-        v = "[" + ", ".join(f'"{x}"' for x in v) + "]"
+        v = "[" + ", ".join(f'"{x}"' if isinstance(x, str) else repr(float(x)) for x in v) + "]"
     return f"{k}:={v}"
 
 
