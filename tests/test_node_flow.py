@@ -105,6 +105,12 @@ def _check_labels(msg, vocabulary: list[str], encoder) -> None:
 
 def test_instances_markers_cloud_and_stable_ids(node, text_encoder):
     _proc, client, _log = node
+    # Before any run: the node cleared RViz of an earlier process's markers (DELETEALL in
+    # both namespaces), one second after it came up.
+    assert client.markers, "no DELETEALL at start"
+    first = client.markers[0].markers
+    assert {(m.ns, m.action) for m in first} == {(BOX_NS, Marker.DELETEALL),
+                                                  (TEXT_NS, Marker.DELETEALL)}
     msg = _segment(client)
     assert msg.header.frame_id == "map" and msg.header.stamp.sec > 0
     assert msg.encoder == ENCODER
@@ -205,20 +211,33 @@ def test_vocabulary_change_relabels_without_rerunning_the_network(node, text_enc
     assert max(m.run for m in client.instances) == last.run
 
 
-def test_reset_clears_map_and_deletes_markers(node):
+def test_reset_during_a_run_clears_map_and_markers_and_the_run_is_discarded(node):
+    """~/reset while the student runs: the run's (pre-reset) instances are never published
+    nor kept, RViz gets DELETEALL, and the map stays empty."""
     proc, client, _log = node
     if not client.instances:
         _segment(client)
-    ids = {i.id for i in client.instances[-1].instances}
-    n0 = len(client.markers)
-    res = client.call(client.reset, Trigger.Request())
+    discarded0 = int(_fresh_diag(client)["segment_discarded"])
+    seg = client.call(client.segment, Trigger.Request())
+    assert seg.success and "started" in seg.message, seg.message
+    n_inst, n_mark = len(client.instances), len(client.markers)
+    res = client.call(client.reset, Trigger.Request())  # the run takes > 0.2 s: in flight
     assert res.success and "map cleared" in res.message
 
-    def deleted() -> set[int]:  # a late marker message of an earlier publish may come first
-        return {m.id for arr in client.markers[n0:] for m in arr.markers
-                if m.action == Marker.DELETE}
+    def cleared() -> bool:
+        return any(m.action == Marker.DELETEALL for arr in client.markers[n_mark:]
+                   for m in arr.markers)
 
-    assert client.spin_until(lambda: deleted() == ids, 10.0), (deleted(), ids)
+    assert client.spin_until(cleared, 10.0)
+    d = client.wait_diag(lambda d: int(d["segment_discarded"]) > discarded0, 60.0)
+    assert int(d["segment_discarded"]) == discarded0 + 1, d
+    assert int(d["instances"]) == 0, d
+    client.spin_for(1.0)
+    # Nothing from before the reset was published after it (a message already in flight when
+    # the reset answered may still arrive: it would carry the earlier run number).
+    assert all(m.run < client.instances[n_inst - 1].run + 1 for m in client.instances[n_inst:])
+    q = client.call(client.query, QueryInstances.Request(phrase="chair"))
+    assert q.success and q.message == "no instances yet", q.message
     # The player has stopped: the map stays empty.
     seg = client.call(client.segment, Trigger.Request())
     assert not seg.success and "min_points" in seg.message
