@@ -813,7 +813,7 @@ class FolkNode(Node):
             "segment_busy": int(self.worker.busy),
             "segment_discarded": self.worker.discarded + self.stats["results_discarded"],
             "frames_dropped_by_reset": self.stats["dropped_by_reset"],
-            "poses_extrapolated": self.poses.extrapolated,
+            "poses_outside_received": self.poses.extrapolated,
             "camera_info_received": self.stats["received_info"],
             "camera_info_frames": ",".join(sorted(self._infos)),
             "pose_source": self.p["pose_source"] + self._pose_detail,

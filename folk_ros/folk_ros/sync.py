@@ -151,8 +151,9 @@ class PoseBuffer:
 
     :meth:`lookup` waits up to ``timeout`` for a pose at or after the stamp (the pose may
     arrive after the image), then interpolates between the poses before and after it
-    (translation linearly, rotation by slerp); a stamp further than ``slop`` from any pose
-    fails.
+    (translation linearly, rotation by slerp, when they are at most 2 ``slop`` apart or one
+    is within ``slop``); a stamp before the first or after the newest pose fails (counted in
+    ``extrapolated``): never extrapolated.
     """
 
     def __init__(self, slop: float, size: int = 200) -> None:
@@ -162,7 +163,7 @@ class PoseBuffer:
         self._size = size
         self._cond = threading.Condition()
         self.frame = ""
-        self.extrapolated = 0  # lookups answered with the nearest pose outside the stamps
+        self.extrapolated = 0  # lookups refused: the stamp lies outside the poses received
     def add(self, stamp: int, pose: np.ndarray, frame: str = "") -> None:
         with self._cond:
             self.frame = frame
@@ -190,11 +191,10 @@ class PoseBuffer:
                 return None
             a = (stamp - s0) / max(s1 - s0, 1)
             return interpolate_pose(self._poses[i - 1], self._poses[i], a)
-        j = 0 if i == 0 else len(self._stamps) - 1
-        if abs(self._stamps[j] - stamp) > self.slop_ns:
-            return None
+        # Outside the poses received (the image's own pose is late or lost): no guess. Taking
+        # the nearest pose put a 30 Hz camera's frame at the previous frame's viewpoint.
         self.extrapolated += 1
-        return self._poses[j]
+        return None
 
     def lookup(self, stamp: int, timeout: float) -> np.ndarray | None:
         """Pose at ``stamp`` (ns) or None when none arrives within ``timeout`` seconds."""
