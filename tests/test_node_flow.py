@@ -4,11 +4,15 @@ The node runs in its own process with its real backend (the shipped demo weights
 offline text encoder) on a synthetic room with furniture: conftest.py's ``synth_scene``
 (160x120, 10 frames, 7 objects; the demo student finds them all at this size). Labels are not
 checked for being right, only for coming from the active vocabulary through the published
-embeddings; the student's accuracy is tested in folk_model's tests.
+embeddings; the student's accuracy is tested in folk_model's tests. The module's node runs a
+copy of the demo weights with a calibrated label temperature of ``CALIBRATED_T`` written in
+(as ``folk-calibrate --write`` does), so the label and query scores are checked to be
+softmaxes at the weights' temperature, not at the uncalibrated default 0.01.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +25,7 @@ from helpers.node_harness import Client, start_node, start_player, stop  # noqa:
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
+from folk_model.labelling import label_embeddings, phrase_scores  # noqa: E402
 from folk_msgs.srv import QueryInstances, SetVocabulary  # noqa: E402
 from folk_ros.conversions import BOX_NS, TEXT_NS, cloud_to_numpy  # noqa: E402
 from folk_ros.demo import FIRST_VOCABULARY  # noqa: E402
@@ -29,6 +34,7 @@ pytestmark = pytest.mark.ros
 
 ENCODER = "offline/tf_efficientnet_lite0+all-MiniLM-L6-v2"  # the demo weights' encoder
 NEW_VOCABULARY = ["armchair", "couch", "wardrobe", "floor lamp"]  # none in FIRST_VOCABULARY
+CALIBRATED_T = 0.05  # far from the 0.01 default: scores at the wrong temperature differ
 PARAMS = {"pose_source": "pose", "segment_period": 0.0, "vocabulary": FIRST_VOCABULARY,
           "min_points": 1000, "publish_embeddings": True, "input_reliability": "reliable",
           "diagnostics_period": 0.5}
@@ -44,11 +50,26 @@ def text_encoder():
 
 
 @pytest.fixture(scope="module")
-def node(synth_scene: Path, tmp_path_factory: pytest.TempPathFactory):
+def calibrated_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo weights with ``label_temperature`` = CALIBRATED_T in their manifest."""
+    from folk_model.student.weights import update_manifest
+    from folk_ros.backend import default_weights
+
+    out = tmp_path_factory.mktemp("weights") / "calibrated.pt"
+    manifest = json.loads(default_weights().with_suffix(".json").read_text())
+    update_manifest(default_weights(), out,
+                    student={**manifest["student"], "label_temperature": CALIBRATED_T},
+                    calibration={"scenes": ["test"], "temperature": CALIBRATED_T})
+    return out
+
+
+@pytest.fixture(scope="module")
+def node(synth_scene: Path, calibrated_weights: Path,
+         tmp_path_factory: pytest.TempPathFactory):
     """One node for the module, fed the room's frames (three passes, then the player stops:
     the map is static for the tests)."""
     log = tmp_path_factory.mktemp("log") / "node.log"
-    proc = start_node(PARAMS, log=log)
+    proc = start_node({**PARAMS, "weights": str(calibrated_weights)}, log=log)
     client = Client()
     try:
         assert client.wait_up(), log.read_text()
@@ -91,7 +112,8 @@ def _segment(client: Client) -> object:
 
 
 def _check_labels(msg, vocabulary: list[str], encoder) -> None:
-    """Every label is the vocabulary word nearest to the instance's published embedding."""
+    """Every label is the vocabulary word nearest to the instance's published embedding, and
+    its score is the softmax probability at the weights' calibrated temperature."""
     assert list(msg.vocabulary) == vocabulary
     text = encoder.encode_texts(vocabulary)
     for inst in msg.instances:
@@ -101,6 +123,9 @@ def _check_labels(msg, vocabulary: list[str], encoder) -> None:
         assert inst.alt_labels[0] == inst.label
         assert set(inst.alt_labels) <= set(vocabulary)
         assert inst.score == pytest.approx(inst.alt_scores[0])
+        want = label_embeddings(emb, text, top_k=1, temperature=CALIBRATED_T).score[0]
+        uncalibrated = label_embeddings(emb, text, top_k=1, temperature=0.01).score[0]
+        assert inst.score == pytest.approx(want, abs=1e-3), (inst.score, want, uncalibrated)
 
 
 def test_instances_markers_cloud_and_stable_ids(node, text_encoder):
@@ -194,15 +219,20 @@ def test_vocabulary_change_relabels_without_rerunning_the_network(node, text_enc
     assert back.run == last.run
     assert {i.id: i.label for i in back.instances} == {i.id: i.label for i in last.instances}
 
-    # Query ranks by the phrase's similarity to the cached instance embeddings.
+    # Query ranks the cached instance embeddings by the phrase's calibrated probability
+    # against the active vocabulary, and returns that probability as the score.
     phrase = "something to sit on"
     q = client.call(client.query, QueryInstances.Request(phrase=phrase, top_k=2))
     assert q.success and len(q.ids) == 2, q.message
     assert q.scores[0] >= q.scores[1]
-    emb = {i.id: np.asarray(i.embedding, np.float32) for i in back.instances}
-    p = text_encoder.encode_texts([phrase])[0]
-    best = max(emb, key=lambda i: float(emb[i] @ p / np.linalg.norm(emb[i])))
-    assert q.ids[0] == best
+    ids = [i.id for i in back.instances]
+    emb = np.stack([np.asarray(i.embedding, np.float32) for i in back.instances])
+    want = phrase_scores(emb, text_encoder.encode_texts([phrase])[0],
+                         text_encoder.encode_texts(FIRST_VOCABULARY), temperature=CALIBRATED_T)
+    assert q.ids[0] == ids[int(np.argmax(want))]
+    for iid, score in zip(q.ids, q.scores):
+        assert 0.0 <= score <= 1.0
+        assert score == pytest.approx(float(want[ids.index(iid)]), abs=1e-3)
     assert set(q.labels) <= set(FIRST_VOCABULARY)
     bad = client.call(client.query, QueryInstances.Request(phrase="   "))
     assert not bad.success and "phrase" in bad.message

@@ -348,3 +348,46 @@ def test_text_cache_is_bounded_and_appends(tmp_path):
     assert len(calls) == n  # read back from disk
     out = c2.get_or_encode([f"x{i}" for i in range(10)], enc)  # more than the bound at once
     assert out.shape == (10, 4) and len(c2) == 4
+
+
+def test_query_ranks_by_calibrated_phrase_probability_not_cosine():
+    """An instance close to the phrase but closer to a vocabulary word (an armchair when the
+    vocabulary has "chair") ranks below one that only the phrase describes, and the scores
+    are the phrase's softmax share at the given temperature, not cosines."""
+    from folk_ros.node import rank_query
+
+    e = np.eye(4, dtype=np.float32)
+    vocab = e[[0, 1]]  # two words
+    phrase = e[2]
+    a = 0.6 * e[2] + 0.8 * e[0]  # cosine 0.6 to the phrase, 0.8 to word 0
+    b = 0.5 * e[2] + np.sqrt(0.75) * e[3]  # cosine 0.5 to the phrase, 0 to both words
+    emb = np.stack([a, b, b])  # b twice: ties keep instance order
+    t = 0.05
+    order, scores = rank_query(emb, phrase, vocab, temperature=t)
+    assert order.tolist() == [1, 2, 0]  # by cosine it would be 0 first
+    want_b = np.exp(0.5 / t) / (np.exp(0.5 / t) + 2.0)
+    want_a = np.exp(0.6 / t) / (np.exp(0.6 / t) + np.exp(0.8 / t) + 1.0)
+    np.testing.assert_allclose(scores, [want_b, want_b, want_a], rtol=1e-4)
+    assert np.all((scores >= 0) & (scores <= 1))
+    # The temperature changes the scores (calibration), not the ranking here.
+    _, warm = rank_query(emb, phrase, vocab, temperature=1.0)
+    np.testing.assert_allclose(warm[0], np.exp(0.5) / (np.exp(0.5) + 2.0), rtol=1e-4)
+    order1, scores1 = rank_query(emb, phrase, vocab, temperature=t, top_k=1)
+    assert order1.tolist() == [1] and scores1.shape == (1,)
+    empty_order, empty_scores = rank_query(np.zeros((0, 4), np.float32), phrase, vocab, t)
+    assert empty_order.shape == (0,) and empty_scores.shape == (0,)
+
+
+def test_label_temperature_comes_from_the_weights_config_and_is_checked():
+    from types import SimpleNamespace
+
+    from folk_model.config import StudentConfig
+    from folk_ros.backend import StartupError
+    from folk_ros.node import label_temperature
+
+    assert label_temperature(SimpleNamespace(cfg=StudentConfig())) == 0.01
+    fitted = SimpleNamespace(cfg=StudentConfig(label_temperature=0.037))
+    assert label_temperature(fitted) == pytest.approx(0.037)
+    for bad in (0.0, -0.01, float("nan"), float("inf")):
+        with pytest.raises(StartupError, match="label_temperature"):
+            label_temperature(SimpleNamespace(cfg=StudentConfig(label_temperature=bad)))

@@ -55,7 +55,7 @@ from visualization_msgs.msg import MarkerArray
 
 from folk_model.config import FusionConfig, VLConfig
 from folk_model.fusion.voxel_map import MapSnapshot, VoxelMap
-from folk_model.labelling import label_embeddings, rank_for_phrase
+from folk_model.labelling import label_embeddings, phrase_scores
 from folk_msgs.msg import Instance, InstanceArray
 from folk_msgs.srv import QueryInstances, SetVocabulary
 from folk_ros.backend import StartupError, load_backend
@@ -218,10 +218,16 @@ class FolkNode(Node):
         if callable(warm_up):
             warm_up()
         mem = getattr(self.backend.segmenter, "memory", None)
+        # Label scores and query scores are softmaxes at the weights' calibrated temperature
+        # (folk-calibrate fits it on dev rooms), so a 0.9 is right about 9 times in 10.
+        self.label_temperature = label_temperature(self.backend.segmenter)
+        calibrated = bool(self.backend.manifest.get("calibration"))
         self.get_logger().info(
             f"model ready in {time.perf_counter() - t0:.1f} s: encoder {self.encoder_name}, "
             f"{len(self.vocab.labels)} labels, instance memory "
-            f"{f'{len(mem)} entries (k={mem.cfg.k})' if mem is not None else 'none'}"
+            f"{f'{len(mem)} entries (k={mem.cfg.k})' if mem is not None else 'none'}, "
+            f"label temperature {self.label_temperature:.4g} "
+            f"({'calibrated by folk-calibrate' if calibrated else 'not calibrated: the default'})"
         )
 
         # ------------------------------------------------------------- fusion side
@@ -645,7 +651,8 @@ class FolkNode(Node):
 
     def _publish_locked(self, result: RunResult) -> None:
         labels, text_emb = self.vocab.current()
-        lab = label_embeddings(result.embeddings, text_emb, top_k=self.p["top_k"])
+        lab = label_embeddings(result.embeddings, text_emb, top_k=self.p["top_k"],
+                               temperature=self.label_temperature)
         header = self._output_header(result.stamp_ns)
         msg = InstanceArray(header=header, vocabulary=labels, encoder=self.encoder_name,
                             run=result.run, inference_seconds=float(result.seconds))
@@ -721,15 +728,14 @@ class FolkNode(Node):
         if last is None or not last.ids:
             res.success, res.message = True, "no instances yet"
             return res
-        sims = rank_for_phrase(last.embeddings, self.vocab.phrase(phrase))
         labels, text_emb = self.vocab.current()
-        lab = label_embeddings(last.embeddings, text_emb, top_k=1)
-        order = np.argsort(-sims, kind="stable")
-        if req.top_k:
-            order = order[: req.top_k]
+        order, scores = rank_query(last.embeddings, self.vocab.phrase(phrase), text_emb,
+                                   self.label_temperature, int(req.top_k))
+        lab = label_embeddings(last.embeddings, text_emb, top_k=1,
+                               temperature=self.label_temperature)
         res.success = True
         res.ids = [int(last.ids[i]) for i in order]
-        res.scores = [float(sims[i]) for i in order]
+        res.scores = [float(s) for s in scores]
         res.labels = [labels[int(lab.label_index[i])] for i in order]
         res.message = f"{len(order)} of {len(last.ids)} instances ranked for {phrase!r}"
         return res
@@ -838,6 +844,32 @@ class FolkNode(Node):
         self.frames.close()
         self.worker.stop()
         self.fusion_thread.join(2.0)
+
+
+def label_temperature(segmenter: Any) -> float:
+    """The softmax temperature of the weights' label scores (``StudentConfig.label_temperature``,
+    fitted on dev rooms by ``folk-calibrate``). Raises StartupError for a value no softmax can
+    use, so that corrupt weights fail at start and not as NaN scores later."""
+    t = float(segmenter.cfg.label_temperature)
+    if not np.isfinite(t) or t <= 0:
+        raise StartupError(f"the weights' student.label_temperature is {t}; it must be a "
+                           "positive number (rerun folk-calibrate --write on the weights)")
+    return t
+
+
+def rank_query(embeddings: np.ndarray, phrase_embedding: np.ndarray, text_embeddings: np.ndarray,
+               temperature: float, top_k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Instances ranked for a free-text phrase, best first (ties keep instance order), with
+    their scores: the calibrated probability that the phrase, rather than any word of the
+    active vocabulary, names each instance (``folk_model.labelling.phrase_scores``), so a user
+    can threshold it like a label score; a raw cosine has no such meaning. ``top_k`` 0 = all.
+    Returns (indices into ``embeddings`` int64 [n], scores float32 [n])."""
+    scores = phrase_scores(embeddings, phrase_embedding, text_embeddings,
+                           temperature=temperature)
+    order = np.argsort(-scores, kind="stable")
+    if top_k > 0:
+        order = order[:top_k]
+    return order.astype(np.int64), scores[order].astype(np.float32)
 
 
 def _rss_mb() -> float:
