@@ -8,7 +8,11 @@
    order: the library's time per frame. Both side by side, with their ratio;
 2. trigger latency: ~/segment on a fused room -> InstanceArray received (real student);
 3. vocabulary change for 100 labels: /set_vocabulary round trip with 100 new labels
-   (text encoding included) and with the same 100 again (cached: relabel only).
+   (text encoding included) and with the same 100 again (cached: relabel only);
+4. the fused room of 2. against the scene's ground truth (``folk_ros.gt_check``): GT objects
+   (>= 100 scan points), how many the instances found (IoU >= 0.5 on the segmented cloud),
+   the mean best IoU, and how many found objects the node's default vocabulary names right
+   (skipped for a scene without GT).
 
     .venv/bin/python bench/bench_node.py [--seconds 60] [--scene DIR] [--weights PT]
 
@@ -157,6 +161,8 @@ def bench_latency(scene: Path, weights: str) -> None:
             times.append(time.monotonic() - t0)
             inf.append(cli.instances[-1].inference_seconds)
         msg = cli.instances[-1]
+        assert cli.spin_until(lambda: bool(cli.clouds), 10), "no ~/segmented_cloud"
+        cloud = cli.clouds[-1]  # of the last run: the instance ids of ``msg``
         print(f"  map {d['voxels']} voxels from {d['frames_fused']} fused frames "
               f"(received {d['frames_received']}, keyframe-skipped "
               f"{d['frames_skipped_keyframe']}, dropped {d['frames_dropped']}, bad inputs "
@@ -182,6 +188,19 @@ def bench_latency(scene: Path, weights: str) -> None:
     finally:
         cli.close()
         stop(node)
+    bench_gt(scene, cloud, msg)
+
+
+def bench_gt(scene: Path, cloud: object, msg: object) -> None:
+    """The fused room's instances (``msg``, ``cloud``: one run) against the scene's GT."""
+    from folk_ros.gt_check import check_scene_cloud, format_room_check
+
+    print(f"\n[ground truth] the fused room of [latency] against {scene.name}'s GT")
+    check = check_scene_cloud(scene, cloud, {"default vocabulary": msg})
+    if check is None:
+        print(f"  {scene} has no ground truth (<scene>_inst_gt.txt): skipped")
+        return
+    print("  " + format_room_check(check).replace("\n", "\n  "))
 
 
 def main() -> int:

@@ -1,13 +1,15 @@
 """The demo flow with the real student and text encoder: `make demo` in small.
 
 node + player as processes over DDS, instances printed, vocabulary changed and relabelled
-without a network run, PNG written. Runs the shipped demo weights (the default of
-``folk_ros.demo``) on the session's synthetic room (conftest.py's ``synth_scene``, from the
-same generator the demo uses), replayed from a rosbag2.
+without a network run, PNG written, the result checked against the room's GT. Runs the
+shipped demo weights (the default of ``folk_ros.demo``) on the session's synthetic room
+(conftest.py's ``synth_scene``, from the same generator the demo uses), replayed from a
+rosbag2.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -38,3 +40,16 @@ def test_demo_end_to_end(tmp_path: Path, synth_scene: Path):
     assert "encoder offline/" in node_log
     assert (out / "map_instances.png").stat().st_size > 10_000
     assert (out / "scene_bag" / "metadata.yaml").is_file()  # replayed from rosbag2
+    # The check against the room's GT: printed, and written with consistent figures.
+    assert "check against the room's ground truth: GT objects" in text, text[-3000:]
+    check = json.loads((out / "demo_check.json").read_text())
+    assert check["gt_objects"] >= 3 and len(check["objects"]) == check["gt_objects"]
+    assert 1 <= check["found"] <= check["in_map"] <= check["gt_objects"], check
+    assert 0.0 < check["mean_best_iou"] <= 1.0
+    assert check["found"] == sum(r["found"] for r in check["objects"])
+    for name in ("first vocabulary", "relabelled"):
+        t = check["labels"][name]
+        assert 0 <= t["named_right"] <= t["nameable"] <= t["found"] == check["found"], t
+    for r in check["objects"]:
+        if r["found"]:
+            assert 0.0 <= r["labels"]["first vocabulary"]["score"] <= 1.0

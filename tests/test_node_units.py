@@ -391,3 +391,46 @@ def test_label_temperature_comes_from_the_weights_config_and_is_checked():
     for bad in (0.0, -0.01, float("nan"), float("inf")):
         with pytest.raises(StartupError, match="label_temperature"):
             label_temperature(SimpleNamespace(cfg=StudentConfig(label_temperature=bad)))
+
+
+def test_room_check_counts_found_objects_and_names_with_synonyms():
+    """folk_ros.gt_check on a crafted room: three GT objects on a scan, a map that saw two of
+    them (points 1 cm off the scan), instances that cover one well and one poorly."""
+    from folk_ros.gt_check import check_room, format_room_check, gt_codes, label_names_class
+
+    table = {39: "sofa", 28: "office chair", 44: "table", 14: "chair"}
+    xs = np.arange(200, dtype=np.float32) * 0.1  # 10 cm apart: transfers are unambiguous
+    scan = np.stack([xs, np.zeros_like(xs), np.zeros_like(xs)], axis=1)
+    sem = np.zeros(200, np.int64)
+    inst = np.zeros(200, np.int64)
+    sem[0:100], inst[0:100] = 39, 1  # sofa, 100 points: an object
+    sem[100:150], inst[100:150] = 28, 2  # office chair, 50 points
+    sem[150:200], inst[150:200] = 44, 3  # table, 50 points
+    codes = gt_codes(sem, inst)
+    assert codes[0] == 39001 and codes[199] == 44003
+    # min_gt_points=50 below makes the chair and the table objects too.
+    cloud = scan[:175] + np.array([0.0, 0.01, 0.0], np.float32)  # the map saw points 0..174
+    pred = np.zeros(175, np.int64)
+    pred[0:90] = 4  # sofa: 90 of 100 -> IoU 0.9
+    pred[100:150] = 6  # office chair: exactly -> IoU 1.0
+    pred[150:160] = 8  # table: 10 of its 50 scan points (25 in the map) -> IoU 0.4
+    first = (["chair", "table", "sofa"], {4: ("sofa", 0.8), 6: ("chair", 0.7), 8: ("table", 0.9)})
+    new = (["couch", "armchair"], {4: ("couch", 0.6), 6: ("armchair", 0.5), 8: ("couch", 0.4)})
+    check = check_room(scan, codes, table, cloud, pred, {"first": first, "new": new},
+                       min_gt_points=50)
+    assert (check["gt_objects"], check["in_map"], check["found"]) == (3, 3, 2)
+    rows = {r["class"]: r for r in check["objects"]}
+    assert rows["sofa"]["iou"] == pytest.approx(0.9) and rows["sofa"]["found"]
+    assert rows["table"]["iou"] == pytest.approx(10 / 25) and not rows["table"]["found"]
+    assert rows["table"]["map_points"] == 25 and rows["table"]["scan_points"] == 50
+    assert check["mean_best_iou"] == pytest.approx((0.9 + 1.0 + 0.4) / 3, abs=1e-4)
+    # "chair" does not name an office chair; "couch" names a sofa (synonym).
+    assert check["labels"]["first"] == {"named_right": 1, "nameable": 1, "found": 2}
+    assert check["labels"]["new"] == {"named_right": 1, "nameable": 1, "found": 2}
+    assert rows["sofa"]["labels"]["new"] == {"label": "couch", "score": 0.6, "right": True}
+    assert label_names_class("Television", "tv") and not label_names_class("table", "desk")
+    # With the default 100-point minimum only the sofa is an object.
+    assert check_room(scan, codes, table, cloud, pred)["gt_objects"] == 1
+    text = format_room_check(check)
+    assert "GT objects (>= 50 scan points): 3" in text and "found by an instance" in text
+    assert "first: 1 of 2 found objects named right" in text

@@ -8,7 +8,12 @@
 4. calls /set_vocabulary with new words and prints the relabelled instances (same run
    number: no network rerun), then ranks the instances for a free-text query;
 5. writes <out>/map_instances.png: the map from above, coloured by instance, with labels
-   before and after the vocabulary change.
+   before and after the vocabulary change;
+6. checks the result against the room's ground truth (``folk_ros.gt_check``): how many GT
+   objects there are, how many the instances found (IoU >= 0.5 on the segmented cloud), the
+   mean best IoU, and for both vocabularies how many found objects are named right (class
+   name or a synonym in ``DEMO_SYNONYMS``); printed as a table and written to
+   <out>/demo_check.json (skipped for a --scene without GT).
 
 Runs on its own ROS_DOMAIN_ID (random unless set) so it never talks to other graphs.
 """
@@ -16,6 +21,7 @@ Runs on its own ROS_DOMAIN_ID (random unless set) so it never talks to other gra
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -109,6 +115,23 @@ def _draw(path: Path, panels: list[tuple[str, Any, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _check_against_gt(out: Path, scene: Path, cloud: Any, first: Any, second: Any) -> None:
+    """Print and write (<out>/demo_check.json) the run's check against the room's GT; the
+    instance ids of the cloud are those of both InstanceArrays (a relabel keeps them)."""
+    from folk_ros.gt_check import check_scene_cloud, format_room_check
+
+    check = check_scene_cloud(scene, cloud, {"first vocabulary": first,
+                                             "relabelled": second})
+    if check is None:
+        _log(f"no ground truth in {scene}: check against GT skipped")
+        return
+    check["run"] = int(first.run)
+    _log("check against the room's ground truth: " + format_room_check(check))
+    path = out / "demo_check.json"
+    path.write_text(json.dumps(check, indent=1) + "\n")
+    _log(f"wrote {path}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -210,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         _draw(png, [("first vocabulary", cloud_first, first), ("new words", cloud_first,
                                                                second)])
         _log(f"wrote {png}")
+        _check_against_gt(out, scene, cloud_first, first, second)
         return 0
     except RuntimeError as exc:
         _log(f"FAILED: {exc}")
