@@ -129,7 +129,10 @@ def _check_labels(msg, vocabulary: list[str], encoder) -> None:
 
 
 def test_instances_markers_cloud_and_stable_ids(node, text_encoder):
-    _proc, client, _log = node
+    _proc, client, log = node
+    # The weights' calibrated temperature is logged at start and reported in diagnostics.
+    assert f"label temperature {CALIBRATED_T:g} (calibrated" in log.read_text()
+    assert float(client.diag_values()["label_temperature"]) == pytest.approx(CALIBRATED_T)
     # Before any run: the node cleared RViz of an earlier process's markers (DELETEALL in
     # both namespaces), one second after it came up.
     assert client.markers, "no DELETEALL at start"

@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         q = call(QueryInstances, "/folk_node/query", QueryInstances.Request(phrase=QUERY,
                                                                             top_k=5))
         _log(f"query {QUERY!r}: " + ", ".join(
-            f"{i} ({lab}, {s:.2f})" for i, lab, s in zip(q.ids, q.labels, q.scores)))
+            f"{i} ({lab}, p={s:.2f})" for i, lab, s in zip(q.ids, q.labels, q.scores)))
         png = out / "map_instances.png"
         _draw(png, [("first vocabulary", cloud_first, first), ("new words", cloud_first,
                                                                second)])

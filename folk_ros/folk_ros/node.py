@@ -823,6 +823,7 @@ class FolkNode(Node):
             "camera_info_received": self.stats["received_info"],
             "camera_info_frames": ",".join(sorted(self._infos)),
             "pose_source": self.p["pose_source"] + self._pose_detail,
+            "label_temperature": self.label_temperature,
             "texts_cached": self.vocab.cached_texts,
             "last_inference_s": last.seconds if last else 0.0,
             "instances": len(last.ids) if last else 0,
