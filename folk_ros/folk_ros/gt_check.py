@@ -154,7 +154,7 @@ def format_room_check(check: Mapping[str, Any]) -> str:
     head = f"    {'GT class':<18} {'IoU':>4} {'inst':>4}"
     for name in names:
         head += f"  {name + ' label (score)':<30}"
-    lines.append(head)
+    lines.append(head.rstrip())
     for r in sorted(check["objects"], key=lambda r: -r["iou"]):
         line = f"    {r['class']:<18} {r['iou']:4.2f} {r['instance'] or '-':>4}"
         for name in names:
@@ -163,7 +163,7 @@ def format_room_check(check: Mapping[str, Any]) -> str:
                 f"{lab['label']} ({lab['score']:.2f}) "
                 f"{('right' if lab['right'] else 'wrong') if r['found'] else 'unmatched'}")
             line += f"  {cell:<30}"
-        lines.append(line)
+        lines.append(line.rstrip())
     for name in names:
         t = check["labels"][name]
         lines.append(f"    {name}: {t['named_right']} of {t['found']} found objects named "
