@@ -124,3 +124,19 @@ def test_training_and_sweeps_refuse_test_rooms(tmp_path: Path) -> None:
     conf.write_text(f"train:\n  data_root: {tmp_path}\n  out_dir: {tmp_path / 'run'}\n")
     assert train_main(["--config", str(conf), "--quiet"]) == 2
     assert not (tmp_path / "run" / "student.pt").exists()
+
+
+def test_shipped_weights_never_saw_a_test_mesh() -> None:
+    """The demo weights' training record lists the meshes of their training rooms: none is
+    in the frozen test pool, so test-room figures are on unseen meshes for every class."""
+    from folk_model.data.synth.catalog import held_out_models
+    from folk_model.student.weights import manifest_path
+
+    man = json.loads(manifest_path(WEIGHTS).read_text())
+    trained = set(man["training"]["meshes"])
+    test_pool = {u for us in held_out_models().values() for u in us}
+    assert len(trained) > 50
+    assert not trained & test_pool
+    assert all(not s.startswith("scene5") for s in man["training"]["scenes"])
+    # the label temperature was fitted on dev rooms, never on test rooms
+    assert man["calibration"]["split"] == "dev"

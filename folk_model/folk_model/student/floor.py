@@ -57,6 +57,15 @@ def _rotation_to_z(normal: np.ndarray) -> np.ndarray:
     return np.eye(3) + vx + vx @ vx * ((1 - c) / s**2)
 
 
+def _covers(upper: np.ndarray, lower: np.ndarray, cell: float = 0.1,
+            share: float = 0.6) -> bool:
+    """Whether ``upper`` points lie over at least ``share`` of the ``cell``-sized floor
+    cells that ``lower`` points occupy (in xy)."""
+    lo = {tuple(c) for c in np.floor(lower[:, :2] / cell).astype(np.int64)}
+    up = {tuple(c) for c in np.floor(upper[:, :2] / cell).astype(np.int64)}
+    return len(lo & up) >= share * max(1, len(lo))
+
+
 def _fit_plane(p: np.ndarray) -> tuple[np.ndarray, float]:
     """Least-squares plane (unit normal, offset d with n.x + d = 0) through points [k, 3]."""
     c = p.mean(0)
@@ -101,8 +110,9 @@ def floor_frame(points: np.ndarray, max_tilt_deg: float = 12.0, inlier_dist: flo
         d = -float(n @ tri[0])
         dist = pts @ n + d
         inl = int((np.abs(dist) < inlier_dist).sum())
-        # a floor has nothing far below it: a table top's plane has the floor 0.7 m below
-        below = int((dist < -SLAB_MAX).sum())
+        # a floor has nothing below it: a table top's plane has the floor and the table's
+        # own legs below (a slab's top has its underside below: found next, from the bottom)
+        below = int((dist < -3 * inlier_dist).sum())
         score = inl - 4 * below
         if score > best_score:
             best_n, best_d, best_score = n, d, score
@@ -114,15 +124,16 @@ def floor_frame(points: np.ndarray, max_tilt_deg: float = 12.0, inlier_dist: flo
             if n[2] < 0:
                 n, d = -n, -d
             # a slab: the walkable floor is the top surface, a parallel plane up to SLAB_MAX
-            # above the underside found first, holding at least half as many points
+            # above the underside found first, holding at least half as many points and lying
+            # over most of it (a bed or a sofa seat covers only a part of the floor)
             dist = pts @ n + d
             above = dist[(dist > 3 * inlier_dist) & (dist <= SLAB_MAX)]
             if len(above) >= 0.5 * inl.sum():
                 hist, edges = np.histogram(above, bins=np.arange(3 * inlier_dist,
                                                                  SLAB_MAX + 0.02, 0.02))
                 k = int(hist.argmax())
-                if hist[k] >= 0.5 * inl.sum():
-                    top = np.abs(dist - (edges[k] + 0.01)) < inlier_dist
+                top = np.abs(dist - (edges[k] + 0.01)) < inlier_dist
+                if hist[k] >= 0.5 * inl.sum() and _covers(pts[top], pts[inl]):
                     n2, d2 = _fit_plane(pts[top])
                     if n2[2] < 0:
                         n2, d2 = -n2, -d2
