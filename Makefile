@@ -41,7 +41,8 @@ data-test:  ## 24 frozen test rooms (seed 5, test meshes only) into data/test; r
 teacher:  ## 2D teacher embeddings for every training room of data/synth (resumable)
 	$(VENV)/bin/folk-teacher data/synth --split train --out data/synth/teacher --config folk_model/folk_model/configs/teacher_offline.yaml --picture
 
-train:  ## label-guided distillation of the student (the demo weights' recipe)
+train:  ## label-guided distillation of the student (the demo weights' recipe: two stages)
+	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_stage1.yaml
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline.yaml
 
 WEIGHTS ?= folk_model/folk_model/weights/folk_demo_offline.pt
