@@ -336,7 +336,7 @@ def test_folk_eval_cli_several_roots_bootstrap_and_refusal(synth_scene, tmp_path
     assert set(summary["bootstrap"]["methods"]) == {"student"}
     assert summary["bootstrap"]["scenes"] == 2
     assert "paired scene bootstrap" in (out / "eval.md").read_text()
-    assert summary["memory"]["size"] > 1000  # the shipped weights carry their instance memory
+    assert summary["memory"]["size"] > 500  # the shipped weights carry their instance memory
     assert main(["--weights", str(weights), "--data-root", str(root), "--split", "train",
                  "--no-teacher", "--no-memory", "--bootstrap", "0", "--pictures", "0",
                  "--out", str(tmp_path / "head")]) == 0
