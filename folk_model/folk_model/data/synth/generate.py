@@ -33,7 +33,7 @@ from .catalog import (
     mesh_split_table,
     split_models,
 )
-from .layout import furnish, make_room, structure_meshes
+from .layout import Placed, Room, furnish, make_room, structure_meshes
 from .render import STRUCTURE_KINDS, Renderer, add_depth_noise
 
 CEILING = STRUCTURE_KINDS.index("ceiling") + 1
@@ -114,6 +114,28 @@ def _save_png16(path: Path, img: np.ndarray) -> None:
     Image.fromarray(img.astype(np.uint16)).save(path, compress_level=1)
 
 
+def layout_scene(seed: int, cfg: SynthConfig, catalog: tuple[CatalogModel, ...]
+                 ) -> tuple[np.random.Generator, Room, list[Placed],
+                            Callable[[CatalogModel], MeshAsset]]:
+    """The room and its furniture for (seed, cfg): the first draws of ``generate_scene``'s
+    random stream, which ``rebuild.rebuild_room`` replays to get a stored room's meshes.
+
+    Returns the stream (to draw on from), the room, the placed objects and a cached mesh
+    loader."""
+    rng = np.random.default_rng(seed)
+    pool = split_models(catalog, cfg.split)
+    cache: dict[str, MeshAsset] = {}
+
+    def mesh(m: CatalogModel) -> MeshAsset:
+        if m.uid not in cache:
+            cache[m.uid] = load_mesh(m, cfg.cache_dir or None)
+        return cache[m.uid]
+
+    room = make_room(rng)
+    placed = furnish(room, rng, pool, mesh, cfg.min_objects, cfg.max_objects)
+    return rng, room, placed, mesh
+
+
 def generate_scene(out_root: str | Path, name: str, seed: int, cfg: SynthConfig | None = None,
                    preview: bool = False) -> Path:
     """Generate scene ``name`` under ``out_root`` and return its folder.
@@ -126,20 +148,10 @@ def generate_scene(out_root: str | Path, name: str, seed: int, cfg: SynthConfig 
     out = Path(out_root) / name
     for sub in ("color", "depth", "pose", "intrinsic", "instance"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     catalog = load_catalog()
     table = label_table(catalog)
     label_of = {n: i for i, n in table.items()}
-    pool = split_models(catalog, cfg.split)
-    cache: dict[str, MeshAsset] = {}
-
-    def mesh(m: CatalogModel) -> MeshAsset:
-        if m.uid not in cache:
-            cache[m.uid] = load_mesh(m, cfg.cache_dir or None)
-        return cache[m.uid]
-
-    room = make_room(rng)
-    placed = furnish(room, rng, pool, mesh, cfg.min_objects, cfg.max_objects)
+    rng, room, placed, mesh = layout_scene(seed, cfg, catalog)
     poses = trajectory(room, rng, cfg.num_frames, tuple(cfg.camera_height))
     t_layout = time.perf_counter()
 
@@ -364,6 +376,6 @@ def generate_dataset(out_root: str | Path, num_scenes: int, seed: int,
     return paths
 
 
-__all__ = ["generate_dataset", "generate_scene", "label_table", "scene_seed", "voxel_fuse",
+__all__ = ["generate_dataset", "generate_scene", "layout_scene", "label_table", "scene_seed", "voxel_fuse",
            "write_ply"]
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ...config import SynthConfig, from_dict
-from .catalog import CatalogModel, MeshAsset, load_catalog, load_mesh, split_models
-from .layout import furnish, make_room, structure_meshes
+from .catalog import load_catalog
+from .generate import layout_scene
+from .layout import structure_meshes
 
 
 @dataclass
@@ -42,18 +43,7 @@ def rebuild_room(scene_dir: str | Path) -> RoomMesh:
     d = Path(scene_dir)
     meta = json.loads((d / "meta.json").read_text())
     cfg = from_dict(SynthConfig, meta["config"])
-    rng = np.random.default_rng(int(meta["seed"]))
-    catalog = load_catalog()
-    pool = split_models(catalog, cfg.split)
-    cache: dict[str, MeshAsset] = {}
-
-    def mesh(m: CatalogModel) -> MeshAsset:
-        if m.uid not in cache:
-            cache[m.uid] = load_mesh(m, cfg.cache_dir or None)
-        return cache[m.uid]
-
-    room = make_room(rng)
-    placed = furnish(room, rng, pool, mesh, cfg.min_objects, cfg.max_objects)
+    _, room, placed, mesh = layout_scene(int(meta["seed"]), cfg, load_catalog())
     stored = meta["objects"]
     if [p.model.uid for p in placed] != [o["model"] for o in stored]:
         raise ValueError(f"{d}: the layout does not replay (another generator version?)")
