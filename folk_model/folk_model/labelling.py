@@ -73,15 +73,6 @@ def label_embeddings(
     return Labelling(order[:, 0], topk_score[:, 0], order, topk_score, sim.astype(np.float32))
 
 
-def rank_for_phrase(embeddings: np.ndarray, phrase_embedding: np.ndarray) -> np.ndarray:
-    """Cosine similarity [K] of each instance to one phrase embedding [D]."""
-    if len(embeddings) == 0:
-        return np.zeros((0,), np.float32)
-    return (normalize(embeddings) @ normalize(np.asarray(phrase_embedding).reshape(-1))).astype(
-        np.float32
-    )
-
-
 def phrase_scores(embeddings: np.ndarray, phrase_embedding: np.ndarray,
                   text_embeddings: np.ndarray, temperature: float = 0.01,
                   same_cos: float = 0.999) -> np.ndarray:
