@@ -84,13 +84,22 @@ def test_spconv_cpu_scatter_add_is_exact_with_threads() -> None:
 
 
 def test_voxelize_shapes() -> None:
-    pts = torch.tensor([[0.0, 0, 0], [0.01, 0, 0], [0.5, 0.5, 0.5]])
+    pts = torch.tensor([[0.0, 0, 0], [0.009, 0, 0], [0.5, 0.5, 0.5]])
     col = torch.tensor([[255, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=torch.uint8)
     vb = voxelize(pts, col, 0.02)
     assert vb.coords.shape == (2, 4) and vb.feats.shape == (2, 6)
     assert vb.point2voxel.tolist()[0] == vb.point2voxel.tolist()[1]
     assert vb.counts.sum().item() == 3
     assert (vb.coords[:, 1:] >= 0).all()
+
+
+def test_voxelize_keeps_a_noisy_floor_in_one_layer() -> None:
+    """The floor frame's floor (z = 0) with +-1.5 cm of sensor noise is one voxel layer at
+    4 cm, not two half-filled ones (the grid is centred on multiples of the voxel size)."""
+    rng = np.random.default_rng(0)
+    pts = np.c_[rng.uniform(0, 2, (5000, 2)), rng.uniform(-0.015, 0.015, 5000)]
+    vb = voxelize(torch.from_numpy(pts).float(), torch.zeros((5000, 3), dtype=torch.uint8), 0.04)
+    assert len(torch.unique(vb.coords[:, 3])) == 1
 
 
 def test_grid_components_and_nms() -> None:
@@ -103,6 +112,24 @@ def test_grid_components_and_nms() -> None:
     assert iou[0, 1] == pytest.approx(0.9)
     keep = nms(sets, np.array([0.5, 0.9, 0.1]), 30, 0.5)
     assert keep.tolist() == [1, 2]
+
+
+def test_one_network_pass_serves_many_proposal_settings(segmenter: StudentSegmenter) -> None:
+    """segment == propose(forward); a setting passed to propose applies to that call only
+    and leaves the pass reusable (bench/sweep_proposals.py relies on both)."""
+    import dataclasses
+
+    p, c, _, _ = toy_room()
+    net = segmenter.forward(p, c)
+    fg_before = net.fg_prob.copy()
+    direct = segmenter.segment(p, c)
+    again = segmenter.propose(net)
+    assert [len(i.point_indices) for i in again.instances] == \
+        [len(i.point_indices) for i in direct.instances]
+    none = segmenter.propose(net, dataclasses.replace(segmenter.cfg, fg_threshold=1.01))
+    assert none.instances == [] and again.instances
+    np.testing.assert_array_equal(net.fg_prob, fg_before)
+    assert len(segmenter.propose(net).instances) == len(again.instances)
 
 
 def test_segment_returns_instances(segmenter: StudentSegmenter) -> None:

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +49,24 @@ class SegmentationResult:
         if self.instances:
             return np.stack([i.embedding for i in self.instances]).astype(np.float32)
         return np.zeros((0, dim or 0), np.float32)
+
+
+@dataclass
+class NetworkPass:
+    """What the network said about one cloud (``StudentSegmenter.forward``): the voxels,
+    their features, foreground probabilities (structure prior applied) and offsets. ``vb`` is
+    None when the cloud had too few valid points to segment."""
+
+    valid: np.ndarray  # int64 [n]: rows of the input used
+    vb: VoxelBatch | None
+    out: Any
+    fg: torch.Tensor | None  # [M] foreground probability on the device
+    centers: np.ndarray  # float32 [M, 3] voxel centroids (floor frame)
+    offsets: np.ndarray  # float32 [M, 3] predicted offsets to the instance centre
+    fg_prob: np.ndarray  # float32 [M] foreground probability (host copy)
+    counts: np.ndarray  # int64 [M] points per voxel
+    timings: dict[str, float]
+    t0: float  # perf_counter at the start of the pass
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -123,12 +142,20 @@ class StudentSegmenter:
         Returns:
             SegmentationResult whose instances index into ``points``.
         """
+        return self.propose(self.forward(points, colors))
+
+    @torch.no_grad()
+    def forward(self, points: np.ndarray, colors: np.ndarray) -> NetworkPass:
+        """The network's part of :meth:`segment`: voxelise (floor frame), run the UNet, apply
+        the structure prior. :meth:`propose` turns the result into instances; apart, so that
+        proposal settings can be compared on one network pass (bench/sweep_proposals.py)."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         points, colors, valid = self._prepare(points, colors)
         if len(valid) < max(1, self.cfg.min_instance_points):
-            timings["total"] = time.perf_counter() - t0
-            return SegmentationResult([], timings)
+            return NetworkPass(valid, None, None, None, np.zeros((0, 3), np.float32),
+                               np.zeros((0, 3), np.float32), np.zeros((0,), np.float32),
+                               np.zeros((0,), np.int64), timings, t0)
         vb, floor_found = self._voxelize(points[valid], colors[valid])
         self._sync()
         t1 = time.perf_counter()
@@ -150,10 +177,29 @@ class StudentSegmenter:
             fg_np[stuff] = 0.0
             fg = fg * torch.from_numpy(~stuff).to(fg.device, fg.dtype)
             timings["structure"] = time.perf_counter() - t2
-            t2 = time.perf_counter()
-        sets = cluster_voxels(centers_np, offsets_np, fg_np, counts_np, self.cfg.fg_threshold,
-                              self.cfg.cluster_radius, self.cfg.min_instance_points,
-                              self.cfg.dual_set)
+        return NetworkPass(valid, vb, out, fg, centers_np, offsets_np, fg_np, counts_np,
+                           timings, t0)
+
+    @torch.no_grad()
+    def propose(self, net: NetworkPass, cfg: StudentConfig | None = None
+                ) -> SegmentationResult:
+        """Instances from a network pass: cluster, score, suppress duplicates, embed.
+
+        ``cfg`` overrides the proposal settings (``fg_threshold``, ``cluster_radius``,
+        ``min_instance_points``, ``dual_set``, ``nms_iou``, ``min_score``); default: the
+        segmenter's own. ``net`` is not modified, so one pass serves many settings.
+        """
+        cfg = cfg or self.cfg
+        timings = dict(net.timings)
+        if net.vb is None:
+            timings["total"] = time.perf_counter() - net.t0
+            return SegmentationResult([], timings)
+        vb, out, fg = net.vb, net.out, net.fg
+        counts_np = net.counts
+        t2 = time.perf_counter()
+        sets = cluster_voxels(net.centers, net.offsets, net.fg_prob, counts_np,
+                              cfg.fg_threshold, cfg.cluster_radius, cfg.min_instance_points,
+                              cfg.dual_set)
         t3 = time.perf_counter()
         timings["proposals"] = t3 - t2
         instances: list[InstancePrediction] = []
@@ -163,8 +209,8 @@ class StudentSegmenter:
             score_logit, emb = self.model.instance_heads(pooled)
             mean_fg = torch.stack([fg[i].mean() for i in inst])
             score = (torch.sigmoid(score_logit) * mean_fg).float().cpu().numpy()
-            keep = nms(sets, score, len(counts_np), self.cfg.nms_iou, counts_np)
-            keep = keep[score[keep] >= self.cfg.min_score]
+            keep = nms(sets, score, len(counts_np), cfg.nms_iou, counts_np)
+            keep = keep[score[keep] >= cfg.min_score]
             # the memory looks up each row on its own: only the kept proposals need it
             emb = emb[torch.from_numpy(keep).to(self.device)]
             if self.memory is not None:
@@ -176,14 +222,14 @@ class StudentSegmenter:
                 member[:] = False
                 member[sets[k]] = True
                 instances.append(InstancePrediction(
-                    point_indices=valid[np.flatnonzero(member[p2v])].astype(np.int64),
+                    point_indices=net.valid[np.flatnonzero(member[p2v])].astype(np.int64),
                     score=float(score[k]),
                     embedding=emb_np[row].astype(np.float32),
                 ))
         t4 = time.perf_counter()
         timings["embed"] = t4 - t3
-        timings["total"] = t4 - t0
-        logger.debug("segmented %d points into %d instances in %.3f s", len(points),
+        timings["total"] = t4 - net.t0
+        logger.debug("segmented %d points into %d instances in %.3f s", len(net.valid),
                      len(instances), timings["total"])
         return SegmentationResult(instances, timings)
 

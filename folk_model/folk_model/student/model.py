@@ -62,6 +62,11 @@ def voxelize(
     ``batch_index`` int64 [N] assigns points to samples (default: all in sample 0). Each sample
     is shifted so its grid starts at 0; features are the voxel's mean colour scaled to [-1, 1]
     and its centroid relative to the sample's xy centre (z kept, so height is a feature).
+
+    Voxels are centred on multiples of ``voxel_size`` (cell k holds [k - 1/2, k + 1/2) voxels):
+    in the floor frame the floor is the plane z = 0, and a grid with a boundary at z = 0 cut
+    every floor into two half-filled layers at random, point by point, with the sensor's
+    noise; centred, a floor within half a voxel of its plane is one layer.
     """
     device = points.device
     n = points.shape[0]
@@ -70,7 +75,7 @@ def voxelize(
     pts = points.float()
     col = colors.float() / 127.5 - 1.0
     batch_size = int(batch_index.max().item()) + 1 if n else 1
-    grid = torch.floor(pts / voxel_size).long()
+    grid = torch.floor(pts / voxel_size + 0.5).long()
     gmin = torch.zeros((batch_size, 3), dtype=torch.long, device=device)
     if n:
         gmin = gmin.fill_(2**40).scatter_reduce(

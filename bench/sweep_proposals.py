@@ -1,0 +1,137 @@
+"""Choose the proposal settings (StudentConfig: fg_threshold, cluster_radius, dual_set,
+nms_iou, min_score) on dev rooms: class-agnostic AP50 of every setting on the clean scan, the
+fused map the node makes and the fused map with 3x noise, from one network pass per cloud.
+
+    python bench/sweep_proposals.py --data-root data/synth --split dev \
+        --json out/sweep_proposals_dev.json
+
+Refuses test rooms: settings are chosen on dev and reported on test once (make report).
+Prints one row per setting, best first by the mean AP50 over the clouds among the settings
+whose largest proposal stays within a quarter of a room; writes all rows and the run's
+settings to --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_WEIGHTS = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
+CLOUDS = ("clean scan", "fused map", "fused map, 3x noise + holes")
+MAX_SHARE = 0.25  # issue 14: no proposal may cover more than a quarter of a room
+
+
+def _grid(args: argparse.Namespace) -> list[dict[str, float]]:
+    keys = ("fg_threshold", "cluster_radius", "dual_set", "nms_iou", "min_score")
+    vals = (args.fg, args.radius, args.dual, args.nms, args.min_score)
+    return [dict(zip(keys, v, strict=True)) for v in itertools.product(*vals)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    ap.add_argument("--data-root", default="data/synth")
+    ap.add_argument("--split", default="dev")
+    ap.add_argument("--max-scenes", type=int, default=0, help="0 = all rooms of the split")
+    ap.add_argument("--clouds", nargs="*", default=list(CLOUDS),
+                    help="robustness variants to evaluate (folk_model.eval.robustness)")
+    ap.add_argument("--fg", type=float, nargs="*", default=[0.4, 0.5, 0.6])
+    ap.add_argument("--radius", type=float, nargs="*", default=[0.06, 0.08, 0.12])
+    ap.add_argument("--dual", type=lambda s: s.lower() in ("1", "true", "yes"), nargs="*",
+                    default=[True, False])
+    ap.add_argument("--nms", type=float, nargs="*", default=[0.3, 0.5])
+    ap.add_argument("--min-score", type=float, nargs="*", default=[0.05])
+    ap.add_argument("--json", default=None, help="write every row and the settings here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from tqdm import tqdm
+
+    from folk_model.data.loader import list_scenes, load_scene
+    from folk_model.data.synth.rebuild import rebuild_room
+    from folk_model.eval.ap import InstanceAPEvaluator, Prediction
+    from folk_model.eval.robustness import VARIANTS, scene_cloud
+    from folk_model.student import load_weights
+    from folk_model.train.data import TestSceneError, read_classes, refuse_test_scene
+
+    seg, _ = load_weights(args.weights, "cpu")
+    dirs = list_scenes(args.data_root, args.split)[: args.max_scenes or None]
+    if not dirs:
+        print(f"no scenes in {args.data_root} split {args.split}", file=sys.stderr)
+        return 2
+    unknown = sorted(set(args.clouds) - set(VARIANTS))
+    if unknown:
+        print(f"unknown clouds {unknown}; known: {list(VARIANTS)}", file=sys.stderr)
+        return 2
+    classes, _ = read_classes(args.data_root)
+    grid = _grid(args)
+    evs = {(g, c): InstanceAPEvaluator(classes, (), 100) for g in range(len(grid))
+           for c in args.clouds}
+    share: dict[tuple[int, str], list[float]] = {k: [] for k in evs}
+    t_start = time.perf_counter()
+    for d in tqdm(dirs, desc="sweep", unit="room"):
+        sc = load_scene(d)
+        try:
+            refuse_test_scene(sc.meta, sc.name, "a settings sweep")
+        except TestSceneError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        scan = scene_cloud(sc)
+        room = rebuild_room(sc.root) if any(VARIANTS[c][1] for c in args.clouds) else None
+        for c in args.clouds:
+            cloud = VARIANTS[c][0](sc, room, scan)
+            net = seg.forward(cloud.points, cloud.colors)
+            labels = {int(i): sc.label_table.get(int(s), "unknown") for i, s in
+                      zip(*np.unique(np.stack([cloud.instance_ids, cloud.semantic_ids]), axis=1))
+                      if i > 0}
+            n_pts = max(1, len(cloud.points))
+            for g, setting in enumerate(grid):
+                out = seg.propose(net, dataclasses.replace(seg.cfg, **setting))
+                evs[g, c].process(cloud.instance_ids, labels,
+                                  [Prediction(i.point_indices, classes[0], i.score)
+                                   for i in out.instances])
+                share[g, c].append(max((len(i.point_indices) / n_pts for i in out.instances),
+                                       default=0.0))
+    rows = []
+    for g, setting in enumerate(grid):
+        ap50 = {c: 100 * float(evs[g, c].evaluate()["class_agnostic"]["AP50"])
+                for c in args.clouds}
+        rows.append({**setting, "AP50": ap50, "mean_AP50": float(np.mean(list(ap50.values()))),
+                     "max_share": max(max(share[g, c]) for c in args.clouds)})
+    rows.sort(key=lambda r: (r["max_share"] > MAX_SHARE, -r["mean_AP50"]))
+    current = {k: getattr(seg.cfg, k) for k in grid[0]}
+    print(f"{len(dirs)} rooms of {args.data_root} split {args.split}; weights {args.weights}; "
+          f"current setting {current}")
+    head = " ".join(f"{c[:14]:>14}" for c in args.clouds)
+    print(f"{'fg':>4} {'radius':>6} {'dual':>5} {'nms':>4} {'min_s':>5} {head} "
+          f"{'mean':>6} {'max share':>9}")
+    for r in rows:
+        cells = " ".join(f"{r['AP50'][c]:14.1f}" for c in args.clouds)
+        mark = " <- current" if all(r[k] == v for k, v in current.items()) else ""
+        print(f"{r['fg_threshold']:4.2f} {r['cluster_radius']:6.3f} {r['dual_set']!s:>5} "
+              f"{r['nms_iou']:4.2f} {r['min_score']:5.2f} {cells} {r['mean_AP50']:6.1f} "
+              f"{r['max_share']:9.2f}{mark}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+            "weights": args.weights, "data_root": args.data_root, "split": args.split,
+            "rooms": [Path(d).name for d in dirs], "current": current,
+            "seconds": time.perf_counter() - t_start, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
