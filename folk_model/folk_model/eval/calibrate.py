@@ -110,20 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-region-size", type=int, default=100)
     ap.add_argument("--bins", type=int, default=15, help="equal-width bins of the ECE")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--vl-config", default=None, help="YAML/JSON VLConfig (default: defaults)")
+    ap.add_argument("--vl-config", default=None,
+                    help="YAML/JSON with a 'vl:' section or a bare VLConfig (default: the "
+                         "encoder the weights were trained with)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     from tqdm import tqdm
 
-    from folk_model.config import VLConfig, load_config
     from folk_model.data.loader import SceneError, load_scene
     from folk_model.eval.calibration import calibration_stats, fit_temperature, plot_reliability
     from folk_model.eval.cli import evaluation_vocabulary
     from folk_model.labelling import normalize
     from folk_model.student import WeightsError, load_weights
-    from folk_model.student.weights import update_manifest
-    from folk_model.vl import create_vl_encoder
+    from folk_model.student.weights import check_encoder, update_manifest
+    from folk_model.vl import create_vl_encoder, load_vl_config
 
     if args.write and args.no_memory:
         logger.error("--write with --no-memory would store a temperature fitted on embeddings "
@@ -133,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         dirs = _scene_dirs(args.data_root, args.split, args.max_scenes)
         if not dirs:
             raise ValueError(f"no rooms in split {args.split!r} of {args.data_root}")
-        encoder = create_vl_encoder(load_config(VLConfig, args.vl_config), text_only=True)
-        segmenter, manifest = load_weights(args.weights, args.device, expect=encoder.info())
+        segmenter, manifest = load_weights(args.weights, args.device)
+        encoder = create_vl_encoder(load_vl_config(args.vl_config, manifest, args.device),
+                                    text_only=True)
+        check_encoder(manifest, encoder.info(), Path(args.weights))
         vocab, novel = evaluation_vocabulary(args.data_root, manifest)
     except (WeightsError, FileNotFoundError, ValueError, SceneError) as exc:
         logger.error("%s", exc)

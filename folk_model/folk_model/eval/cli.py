@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-memory", action="store_true",
                     help="ignore the weights' instance memory (the embedding head alone)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--vl-config", default=None, help="YAML/JSON VLConfig (default: defaults)")
+    ap.add_argument("--vl-config", default=None,
+                    help="YAML/JSON with a 'vl:' section (e.g. the folk-train config) or a bare "
+                         "VLConfig (default: the encoder the weights were trained with)")
     ap.add_argument("--novel", default=None,
                     help="comma-separated novel classes (default: the weights' manifest, "
                          "else classes.json 'novel')")
@@ -82,22 +84,23 @@ def main(argv: list[str] | None = None) -> int:
                          "frames (GT carried by nearest vertex within 5 cm): what it publishes")
     ap.add_argument("--teacher-config", default=str(DEFAULT_TEACHER_CONFIG),
                     help="YAML with a 'teacher:' section (the settings the teacher targets "
-                         "were made with)")
+                         "were made with, e.g. configs/teacher_open_clip.yaml)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    from folk_model.config import VLConfig, load_config
     from folk_model.eval.evaluate import evaluate_scenes, markdown_report
     from folk_model.student import WeightsError, load_weights
-    from folk_model.vl import create_vl_encoder
+    from folk_model.student.weights import check_encoder
+    from folk_model.vl import create_vl_encoder, load_vl_config
 
     try:
         # scenes first: a folder that cannot be evaluated fails before any model loads
         scenes = load_eval_scenes(args.data_root, args.split, args.max_scenes,
                                   require_frames=not args.no_teacher)
-        vl_cfg = load_config(VLConfig, args.vl_config)
+        segmenter, manifest = load_weights(args.weights, args.device)
+        vl_cfg = load_vl_config(args.vl_config, manifest, args.device)
         encoder = create_vl_encoder(vl_cfg, text_only=args.no_teacher)
-        segmenter, manifest = load_weights(args.weights, args.device, expect=encoder.info())
+        check_encoder(manifest, encoder.info(), Path(args.weights))
         if args.no_memory:
             segmenter.memory = None
         override = None

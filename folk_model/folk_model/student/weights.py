@@ -154,8 +154,23 @@ def check_encoder(manifest: dict[str, Any], expect: dict[str, Any], path: Path) 
             f"{path} was trained for another VL text encoder ({'; '.join(diffs)}). "
             "Use weights trained for this encoder, or configure the encoder the weights "
             f"expect: backend={got.get('backend')!r}, model={got.get('model')!r}, "
-            f"dim={got.get('dim')!r}."
+            f"dim={got.get('dim')!r}{_open_clip_hint(got)}."
         )
+
+
+def _open_clip_hint(enc: dict[str, Any]) -> str:
+    """How an open_clip encoder identity ("<name>/<tag>") maps onto VLConfig fields."""
+    if enc.get("backend") != "open_clip" or "/" not in str(enc.get("model", "")):
+        return ""
+    name, tag = str(enc["model"]).split("/", 1)
+    if tag == "random":
+        how = "pretrained '' (random weights)"
+    elif "@" in tag:
+        how = f"pretrained: the path of the checkpoint file {tag.rsplit('@', 1)[0]!r} it was " \
+              "trained with (same contents)"
+    else:
+        how = f"pretrained {tag!r}"
+    return f" (in VLConfig: backend 'open_clip', model {name!r}, {how})"
 
 
 def load_weights(

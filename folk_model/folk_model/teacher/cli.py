@@ -181,13 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    vl_cfg, t_cfg = load_configs(args.config)
-    scenes = expand_scenes(args.scenes, args.split)
+    try:
+        vl_cfg, t_cfg = load_configs(args.config)
+        scenes = expand_scenes(args.scenes, args.split)
+        encoder = create_vl_encoder(vl_cfg)  # a missing checkpoint file fails here
+    except (FileNotFoundError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 2
     if args.limit:
         scenes = scenes[: args.limit]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    encoder = create_vl_encoder(vl_cfg)
     info = encoder.info()
     _check_or_write_config(out, vl_cfg, t_cfg, info, args.overwrite)
     t0 = time.perf_counter()

@@ -7,8 +7,11 @@
 The config file (YAML/JSON) has optional sections ``train`` (TrainConfig), ``student``
 (StudentConfig), ``vl`` (VLConfig) and ``memory`` (MemoryConfig: with ``k`` > 0 the trained
 student's instance memory is stored in its weights); ``config_version`` is accepted and
-ignored. ``--memory-only`` trains nothing: it (re)builds the instance memory of existing
-weights from the config's training scenes and ``memory`` section.
+ignored. ``student.embed_dim`` left out is the VL encoder's D (384 offline, 768 for open_clip's
+ViT-L-14-336); the ``vl`` section is recorded in the weights (manifest ``training.vl``), so
+that folk-eval builds the same text encoder. ``--memory-only`` trains nothing: it (re)builds
+the instance memory of existing weights from the config's training scenes and ``memory``
+section.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from typing import Any
 
 import yaml
 
-from folk_model.config import MemoryConfig, StudentConfig, TrainConfig, VLConfig, from_dict
+from folk_model.config import (
+    MemoryConfig,
+    StudentConfig,
+    TrainConfig,
+    VLConfig,
+    from_dict,
+    to_dict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +51,14 @@ def read_config(path: str | Path) -> tuple[TrainConfig, StudentConfig, VLConfig,
                                                   "encoder", "scenes"})
     if unknown:
         raise ValueError(f"{p}: unknown sections {unknown}; known: {sorted(SECTIONS)}")
-    return (from_dict(TrainConfig, data.get("train") or {}),
-            from_dict(StudentConfig, data.get("student") or {}),
-            from_dict(VLConfig, data.get("vl") or {}),
+    student_data = data.get("student") or {}
+    vl_cfg = from_dict(VLConfig, data.get("vl") or {})
+    student_cfg = from_dict(StudentConfig, student_data)
+    if "embed_dim" not in student_data:  # the student's D follows the VL encoder's
+        from folk_model.vl import embedding_dim
+
+        student_cfg.embed_dim = embedding_dim(vl_cfg)
+    return (from_dict(TrainConfig, data.get("train") or {}), student_cfg, vl_cfg,
             from_dict(MemoryConfig, data.get("memory") or {}))
 
 
@@ -68,7 +83,8 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
     encoder = create_vl_encoder(vl_cfg, text_only=True)
     info = encoder.info()
     if int(info["dim"]) != student_cfg.embed_dim:
-        raise ValueError(f"student embed_dim {student_cfg.embed_dim} != encoder dim {info['dim']}")
+        raise ValueError(f"student embed_dim {student_cfg.embed_dim} != encoder dim {info['dim']}"
+                         " (leave student.embed_dim out of the config: it follows the encoder)")
     text = encoder.encode_texts(vocab)
     tdir = Path(cfg.teacher_dir or Path(cfg.data_root) / "teacher")
     dirs = scene_dirs(cfg.data_root, cfg.train_split)
@@ -105,7 +121,9 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
                         cfg.concepts, len(dropped), "; ".join(dropped))
         concept_emb = encoder.encode_texts(words)
     return {"scenes": scenes, "text_emb": text, "encoder_info": info, "vocab": vocab,
-            "extra_manifest": {"target_sources": sources, "meshes": sorted(meshes)},
+            # vl: how to rebuild the text encoder (folk-eval / folk-calibrate default to it)
+            "extra_manifest": {"target_sources": sources, "meshes": sorted(meshes),
+                               "vl": to_dict(vl_cfg)},
             "concept_emb": concept_emb}
 
 
