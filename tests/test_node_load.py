@@ -51,7 +51,7 @@ def test_30hz_input_keeps_memory_bounded_and_no_backlog(tmp_path: Path):
     assert code == 0, log.read_text()[-3000:]
     seen = [s for s in samples if s]
     keys = ("frames_received", "frames_fused", "frames_dropped", "frames_unsynced",
-            "fuse_ms_mean", "voxels", "rss_mb", "segment_runs")
+            "frames_pending", "bad_inputs", "fuse_ms_mean", "voxels", "rss_mb", "segment_runs")
     print("load figures:", {k: end[k] for k in keys})
     # Reliable QoS: the node must take the frames in (about 30 Hz); fusion keeps the newest.
     assert int(end["frames_received"]) >= 120, end
@@ -60,14 +60,18 @@ def test_30hz_input_keeps_memory_bounded_and_no_backlog(tmp_path: Path):
     assert max(int(s["frame_queue"]) for s in seen) <= 2  # frame_queue_size: no backlog
     assert int(end["frame_queue"]) == 0
     assert int(end["segment_runs"]) >= 2 and int(end["segment_failures"]) == 0
-    # Every frame received is accounted for: fused, skipped by the gate, dropped from the
-    # queue, passed over by the sync for a newer one, or counted as a bad input (its pose
-    # missing: its stamp lies outside the poses received, more often on a loaded machine;
-    # or out of order). A few may still sit in the sync.
+    # Every frame received is accounted for: fused, skipped by the gate or for lack of depth,
+    # dropped from the queue, passed over by the sync for a newer one or pushed out of its
+    # full buffer, counted as a bad input (its pose missing: its stamp lies outside the poses
+    # received, more often on a loaded machine; or out of order), or still pending (waiting
+    # in the sync for its partner, queued, or being fused). Before frames_pending and the
+    # sync's overflow were counted, this held only up to a slack of 12 frames, and even that
+    # failed now and then in the full suite.
     accounted = sum(int(end[k]) for k in ("frames_fused", "frames_dropped",
-                                          "frames_skipped_keyframe", "frames_unsynced",
-                                          "bad_inputs"))
-    assert accounted >= int(end["frames_received"]) - 12, end
+                                          "frames_skipped_keyframe", "frames_skipped_no_depth",
+                                          "frames_unsynced", "bad_inputs",
+                                          "frames_dropped_by_reset", "frames_pending"))
+    assert accounted >= int(end["frames_received"]), end
     # Fusion keeps up with the newest frames (2 s: a student run shares the 2 cores).
     assert float(d["frame_latency_s"]) < 2.0, d
     rss = [float(s["rss_mb"]) for s in seen]

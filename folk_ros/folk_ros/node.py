@@ -43,7 +43,11 @@ from rcl_interfaces.msg import (
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -103,6 +107,9 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "weights": ("", "student weights .pt (manifest .json beside it); \"\" = shipped demo "
                 "weights", True, None),
     "device": ("cpu", "torch device for the student: cpu, cuda, cuda:1", True, None),
+    "torch_threads": (0, "torch intra-op threads (student, text encoder); 0 = one fewer than "
+                      "the CPU cores, at least 1: fusion keeps a core while the student runs",
+                      True, (0, 1024)),
     "vl_backend": (_VL.backend, "text encoder backend; must match the weights' manifest", True,
                    None),
     "vl_model": (_VL.model, "text encoder model within the backend", True, None),
@@ -132,6 +139,12 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "input_reliability": ("best_effort", "QoS reliability of the inputs: best_effort (sensor "
                           "data, works with every driver) or reliable (no lost fragments of "
                           "large images; needs reliable publishers)", True, None),
+    "executor": ("single", "'single': one thread runs every callback (all are short; the "
+                 "network and fusion have their own threads), cheapest on a small CPU; "
+                 "'multi': 3 threads, so a set_vocabulary that encodes many new labels does "
+                 "not hold up the inputs meanwhile, but rclpy's multi-threaded wait loop took "
+                 "about half a core at 30 Hz on 2 loaded cores (bench/bench_node.py --executor)",
+                 True, None),
     "pose_timeout": (0.1, "seconds to wait for the pose at an image's stamp", True, (0.0, 10.0)),
     "sync_slop": (0.05, "max stamp difference (s) of colour, depth and pose", True,
                   (0.0, 5.0)),
@@ -157,8 +170,8 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "publish_cloud": (True, "publish ~/segmented_cloud", False, None),
     "diagnostics_period": (1.0, "seconds between diagnostics messages", True, (0.05, 60.0)),
 }
-INT_PARAMS = {"max_labels", "max_label_length", "top_k", "frame_queue_size", "pixel_stride",
-              "max_voxels", "min_points", "text_cache_size"}
+INT_PARAMS = {"torch_threads", "max_labels", "max_label_length", "top_k", "frame_queue_size",
+              "pixel_stride", "max_voxels", "min_points", "text_cache_size"}
 TF2_HINT = ("install tf2_ros for Python (rosdep key tf2_ros_py: apt install "
             "ros-$ROS_DISTRO-tf2-ros-py)")
 
@@ -201,6 +214,7 @@ class FolkNode(Node):
 
         # ------------------------------------------------------------- model side
         t0 = time.perf_counter()
+        self.torch_threads = set_torch_threads(p["torch_threads"])
         self.backend = load_backend(p["weights"], p["device"], p["vl_backend"], p["vl_model"],
                                     p["prompt_template"])
         enc = self.backend.encoder
@@ -242,9 +256,15 @@ class FolkNode(Node):
         self.latest_posed_stamp = 0  # the outputs' stamp (module docstring)
         self.map_version = 0
         self.stats: Counter[str] = Counter()
+        self._count_lock = threading.Lock()  # for counters that several threads increment
         self.errors: Counter[str] = Counter()
         self.last_error = ""
         self.fuse_times: deque[float] = deque(maxlen=100)
+        # Where a fused frame's time goes (the last 100 fused frames): convert (messages ->
+        # arrays, camera model, rectification), pose (lookup, waiting included), lock (waiting
+        # for the map lock), integrate (VoxelMap.integrate).
+        self.stage_times: dict[str, deque[float]] = {
+            k: deque(maxlen=100) for k in ("convert", "pose", "lock", "integrate")}
         self.frame_latency: deque[float] = deque(maxlen=100)
         self._rate_mark = (time.monotonic(), 0)  # for the input rate in diagnostics
         # (stamp, messages, map generation when synced)
@@ -266,6 +286,10 @@ class FolkNode(Node):
         if p["input_reliability"] == "reliable":
             qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.VOLATILE)
+        # Poses first and in their own group: the fusion thread waits for the pose at an
+        # image's stamp, so a pose must never queue behind the images (the executor serves
+        # the ready subscriptions of one wait in the order they were created).
+        self._setup_pose_source(qos, MutuallyExclusiveCallbackGroup())
         self.create_subscription(Image, "color/image", lambda m: self._on_input("color", m), qos,
                                  callback_group=sensors)
         self.create_subscription(Image, "depth/image", lambda m: self._on_input("depth", m), qos,
@@ -280,9 +304,6 @@ class FolkNode(Node):
         self.create_subscription(
             CameraInfo, "color/camera_info", self._on_info, latched, callback_group=sensors,
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _e: None))
-        # Poses in their own group: a pose must never queue behind the images waiting for it
-        # (the fusion thread waits for the pose at the image stamp).
-        self._setup_pose_source(qos, MutuallyExclusiveCallbackGroup())
 
         out_qos = QoSProfile(depth=5)
         self.pub_instances = self.create_publisher(InstanceArray, "~/instances", out_qos)
@@ -346,6 +367,8 @@ class FolkNode(Node):
         if p["input_reliability"] not in ("best_effort", "reliable"):
             problems.append(f"input_reliability {p['input_reliability']!r} is not "
                             "'best_effort' or 'reliable'")
+        if p["executor"] not in ("single", "multi"):
+            problems.append(f"executor {p['executor']!r} is not 'single' or 'multi'")
         if p["pose_source"] not in POSE_SOURCES:
             problems.append(f"pose_source {p['pose_source']!r} is not one of {POSE_SOURCES}")
         if p["distortion"] not in DISTORTION_MODES:
@@ -508,7 +531,8 @@ class FolkNode(Node):
     # ================================================================= inputs
     def _bad(self, kind: str, message: str) -> None:
         """Count a malformed input and log it (throttled); the node keeps running."""
-        self.errors[kind] += 1
+        with self._count_lock:  # called from callback threads and the fusion thread
+            self.errors[kind] += 1
         self.last_error = message
         self.get_logger().warning(f"dropped input ({kind}): {message}", throttle_duration_sec=2.0)
 
@@ -552,7 +576,8 @@ class FolkNode(Node):
         return cached[1]
 
     def _on_synced(self, stamp: int, msgs: dict[str, Any]) -> None:
-        self.stats["synced"] += 1
+        with self._count_lock:  # the colour or the depth callback's thread
+            self.stats["synced"] += 1
         self.frames.put((stamp, msgs, self.worker.generation))
 
     def _fusion_loop(self) -> None:
@@ -566,6 +591,8 @@ class FolkNode(Node):
                 self._bad(exc.kind, str(exc))
             except Exception as exc:  # one bad frame must not stop fusion
                 self._bad("fusion_error", f"{type(exc).__name__}: {exc}")
+            finally:  # after the frame's counter: it is pending until then
+                self.frames.task_done()
 
     def _fuse(self, stamp: int, msgs: dict[str, Any], generation: int) -> None:
         t0 = time.perf_counter()
@@ -583,7 +610,9 @@ class FolkNode(Node):
         if n_bad:
             self.stats["invalid_depth_pixels"] += n_bad
         frame = self.p["camera_frame"] or cframe
+        t1 = time.perf_counter()
         pose = self._lookup_pose(stamp, frame)
+        t2 = time.perf_counter()
         if pose is None:
             self._bad("pose_missing", f"no camera pose at t={stamp * 1e-9:.3f} s within "
                       f"{self.p['pose_timeout']} s (pose_source={self.p['pose_source']}, "
@@ -591,6 +620,7 @@ class FolkNode(Node):
                       f"{self._tf_error}")
             return
         with self.map_lock:
+            t3 = time.perf_counter()
             if self._stale(generation):
                 return
             res = self.map.integrate(depth, color, camera.k, pose)
@@ -598,8 +628,13 @@ class FolkNode(Node):
             if res.fused:
                 self.latest_fused_stamp = max(self.latest_fused_stamp, stamp)
                 self.map_version += 1
+        t4 = time.perf_counter()
         self.stats["fused" if res.fused else f"skipped_{res.reason}"] += 1
-        self.fuse_times.append(time.perf_counter() - t0)
+        if res.fused:  # the figures are per fused frame
+            self.fuse_times.append(t4 - t0)
+            for k, dt in (("convert", t1 - t0), ("pose", t2 - t1), ("lock", t3 - t2),
+                          ("integrate", t4 - t3)):
+                self.stage_times[k].append(dt)
         now = self.get_clock().now().nanoseconds
         self.frame_latency.append((now - stamp) * 1e-9)
 
@@ -607,7 +642,8 @@ class FolkNode(Node):
         """A frame synced before a reset and fused after it (caller holds the map lock):
         fusing it would bring back part of what the reset cleared."""
         if generation != self.worker.generation:
-            self.stats["dropped_by_reset"] += 1
+            with self._count_lock:
+                self.stats["dropped_by_reset"] += 1
             return True
         return False
 
@@ -752,8 +788,10 @@ class FolkNode(Node):
                 header = self._output_header()
                 self.latest_fused_stamp = 0
                 self.latest_posed_stamp = 0
-                self.frames.clear()
-            self.sync.reset()
+                cleared = self.frames.clear()
+            cleared += self.sync.reset()
+            with self._count_lock:
+                self.stats["dropped_by_reset"] += cleared
             self.poses.clear()
             with self.result_lock:
                 self.last_result = None
@@ -795,6 +833,9 @@ class FolkNode(Node):
         last = self.last_result
         now = time.monotonic()
         received = self.stats["received_color"]
+        # Read before the counters a frame ends in (and in the order frames move: sync, then
+        # queue and fusion): a frame moving on meanwhile is counted twice, never missed.
+        pending = self.sync.pending() + self.frames.pending()
         prev_t, prev_n = self._rate_mark
         input_hz = (received - prev_n) / max(now - prev_t, 1e-6)
         self._rate_mark = (now, received)
@@ -802,14 +843,20 @@ class FolkNode(Node):
             "frames_received": received,
             "input_hz": input_hz,
             "frames_synced": self.stats["synced"],
-            "frames_unsynced": self.sync.skipped,
+            "frames_unsynced": self.sync.skipped + self.sync.overflowed,
             "frames_fused": self.stats["fused"],
             "frames_skipped_keyframe": self.stats["skipped_keyframe"],
+            "frames_skipped_no_depth": self.stats["skipped_no_valid_depth"],
             "frames_dropped": dropped,
             "frame_queue": len(self.frames),
+            # colour frames received but not yet in any counter: waiting in the sync for their
+            # partners, queued for fusion or being fused
+            "frames_pending": pending,
             "out_of_order": self.sync.out_of_order,
             "bad_inputs": errors,
             "fuse_ms_mean": 1e3 * float(np.mean(self.fuse_times)) if self.fuse_times else 0.0,
+            **{f"fuse_{k}_ms": 1e3 * float(np.mean(v)) if v else 0.0
+               for k, v in self.stage_times.items()},
             "frame_latency_s": float(np.mean(self.frame_latency)) if self.frame_latency else 0.0,
             "voxels": voxels,
             "max_voxels": self.p["max_voxels"],
@@ -824,6 +871,7 @@ class FolkNode(Node):
             "camera_info_frames": ",".join(sorted(self._infos)),
             "pose_source": self.p["pose_source"] + self._pose_detail,
             "label_temperature": self.label_temperature,
+            "torch_threads": self.torch_threads,
             "texts_cached": self.vocab.cached_texts,
             "last_inference_s": last.seconds if last else 0.0,
             "instances": len(last.ids) if last else 0,
@@ -845,6 +893,23 @@ class FolkNode(Node):
         self.frames.close()
         self.worker.stop()
         self.fusion_thread.join(2.0)
+
+
+def set_torch_threads(n: int) -> int:
+    """torch's intra-op threads for this process: ``n``, or for 0 one fewer than the CPUs
+    this process may use (at least 1). Why: the student's ops would otherwise take every
+    core, and fusion (numpy on the fusion thread) waits for a core for the whole run;
+    measured on 2 cores in bench/bench_node.py. Returns the number set."""
+    import torch  # imported here: the node's module imports without torch
+
+    if n <= 0:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cpus = os.cpu_count() or 1
+        n = max(1, cpus - 1)
+    torch.set_num_threads(n)
+    return n
 
 
 def label_temperature(segmenter: Any) -> float:
@@ -889,7 +954,8 @@ def main(args: list[str] | None = None) -> int:
     code = 0
     try:
         node = FolkNode()
-        executor = MultiThreadedExecutor(num_threads=3)
+        executor = (MultiThreadedExecutor(num_threads=3) if node.p["executor"] == "multi"
+                    else SingleThreadedExecutor())
         executor.add_node(node)
         executor.spin()
     except StartupError as exc:

@@ -9,8 +9,10 @@ whose stamps are nearest to it, if they lie within ``slop`` seconds and the colo
 their nearest colour; an inexact match waits until no better partner can arrive (so a lost
 or late depth image is never replaced by a neighbouring frame's). Complete sets are emitted
 oldest first; everything at or before an emitted set is then dropped (colour messages passed
-over that way are counted in ``skipped``). Stamps that go backwards (bag loops, clock
-resets, a late driver) are rejected and counted, so the map is never fed the past.
+over that way are counted in ``skipped``, those pushed out of a full buffer unmatched in
+``overflowed``, those still waiting are :meth:`ApproxSync.pending`). Stamps that go backwards
+(bag loops, clock resets, a late driver) are rejected and counted, so the map is never fed
+the past.
 
 Thread-safe: the node may call :meth:`ApproxSync.add` from several callback threads.
 """
@@ -49,14 +51,26 @@ class ApproxSync:
         self.out_of_order = 0  # messages rejected because their stamp went backwards
         self.matched = 0
         self.skipped = 0  # colour messages passed over for a newer matched one
+        # colour messages pushed out of the full buffer unmatched (their depth never came)
+        self.overflowed = 0
+        self._emitting = 0  # matched sets whose callback has not returned yet (pending)
 
-    def reset(self) -> None:
-        """Forget buffered messages and the stamp history (e.g. after a bag loops)."""
+    def pending(self) -> int:
+        """Colour messages waiting in the buffer for their partners (neither matched nor
+        passed over yet): with the counters, every colour message added is accounted for."""
         with self._lock:
+            return len(self._buf["color"]) + self._emitting
+
+    def reset(self) -> int:
+        """Forget buffered messages and the stamp history (e.g. after a bag loops).
+        Returns how many colour messages were waiting (forgotten unmatched)."""
+        with self._lock:
+            n = len(self._buf["color"])
             for b in self._buf.values():
                 b.clear()
             self._last_emitted = -1
             self._last_in = dict.fromkeys(self.streams, -1)
+            return n
 
     def add(self, stream: str, stamp: int, msg: Any) -> bool:
         """Add one message (stamp in ns); returns False when rejected as out of order."""
@@ -65,12 +79,20 @@ class ApproxSync:
                 self.out_of_order += 1
                 return False
             self._last_in[stream] = stamp
-            self._buf[stream].append((stamp, msg))
+            buf = self._buf[stream]
+            if stream == "color" and len(buf) == buf.maxlen:
+                self.overflowed += 1  # the deque drops its oldest on append
+            buf.append((stamp, msg))
             ready = []
             while (m := self._try_match()) is not None:
                 ready.append(m)
+            self._emitting += len(ready)
         for m in ready:  # outside the lock: the callback may take its time
-            self.callback(*m)
+            try:
+                self.callback(*m)
+            finally:
+                with self._lock:
+                    self._emitting -= 1
         return True
 
     def _nearest(self, stream: str, stamp: int) -> tuple[int, Any] | None:

@@ -46,6 +46,7 @@ class LatestQueue(Generic[T]):
         self._cond = threading.Condition()
         self.dropped = 0
         self._closed = False
+        self._taken = 0  # items handed out by get() and not yet task_done()
 
     def put(self, item: T) -> None:
         with self._cond:
@@ -59,11 +60,28 @@ class LatestQueue(Generic[T]):
         """The oldest queued item, or None on timeout / close."""
         with self._cond:
             self._cond.wait_for(lambda: self._items or self._closed, timeout=timeout)
-            return self._items.popleft() if self._items else None
+            if not self._items:
+                return None
+            self._taken += 1
+            return self._items.popleft()
 
-    def clear(self) -> None:
+    def task_done(self) -> None:
+        """The consumer finished an item from :meth:`get` (counted until then in
+        :meth:`pending`)."""
         with self._cond:
+            self._taken -= 1
+
+    def pending(self) -> int:
+        """Items queued plus items taken by the consumer and not yet done."""
+        with self._cond:
+            return len(self._items) + self._taken
+
+    def clear(self) -> int:
+        """Drop the queued items; returns how many."""
+        with self._cond:
+            n = len(self._items)
             self._items.clear()
+            return n
 
     def close(self) -> None:
         with self._cond:
