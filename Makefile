@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test test-fast lint format demo data data-test teacher train eval report bench clean
+.PHONY: help setup test test-fast lint format demo data data-test teacher train eval sweep report bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -41,14 +41,18 @@ data-test:  ## 24 frozen test rooms (seed 5, test meshes only) into data/test; r
 teacher:  ## 2D teacher embeddings for every training room of data/synth (resumable)
 	$(VENV)/bin/folk-teacher data/synth --split train --out data/synth/teacher --config folk_model/folk_model/configs/teacher_offline.yaml --picture
 
-train:  ## label-guided distillation of the student (the demo weights' recipe: two stages)
+train:  ## label-guided distillation of the student (the demo weights' recipe: three stages)
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_stage1.yaml
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline.yaml
+	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_stage3.yaml
 
 WEIGHTS ?= folk_model/folk_model/weights/folk_demo_offline.pt
 
 eval:  ## AP of student and teacher pipeline on the dev rooms (for choosing settings)
 	$(VENV)/bin/folk-eval --data-root data/synth --split dev --weights $(WEIGHTS) --out out/eval_dev --gt-masks
+
+sweep:  ## choose the proposal settings on dev rooms (clean scan, fused map, noisy map); refuses test
+	$(PY) bench/sweep_proposals.py --data-root data/synth --split dev --weights $(WEIGHTS) --json out/sweep_proposals_dev.json
 
 report:  ## a release's figures on the frozen test rooms (make data-test first); never tune on them
 	$(VENV)/bin/folk-eval --data-root data/test --split test --weights $(WEIGHTS) --out out/eval_test --gt-masks --bootstrap 2000
