@@ -72,6 +72,91 @@ def test_encoder_parameters_that_do_not_fit_the_weights_exit():
     assert "another VL text encoder" in proc.stderr and "tf_efficientnet_lite1" in proc.stderr
 
 
+def test_missing_vl_pretrained_file_exits_naming_parameter_and_path(tmp_path: Path):
+    """A CLIP checkpoint path that is not there stops the node before any model loads."""
+    missing = tmp_path / "nowhere" / "open_clip_pytorch_model.bin"
+    proc = _run_node([f"vl_pretrained:={missing}", "pose_source:=pose"], timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr
+    assert "cannot start" in err and "vl_pretrained" in err and str(missing) in err, err[-2000:]
+    assert "not found" in err
+
+
+def test_checkpoint_recorded_in_the_weights_but_not_here_names_vl_pretrained(tmp_path: Path):
+    """Weights trained with a CLIP checkpoint on another machine (the manifest's
+    training.vl.pretrained): with vl_pretrained "" the node looks for that file, and without
+    it says which parameter points it at the copy on this machine."""
+    pytest.importorskip("torch")
+    from folk_model.student.weights import update_manifest
+    from folk_ros.backend import default_weights
+
+    manifest = json.loads(default_weights().with_suffix(".json").read_text())
+    recorded = "/gpu-server/clip/ViT-B-16/open_clip_pytorch_model.bin"
+    vl = {"backend": "open_clip", "model": "ViT-B-16", "pretrained": recorded}
+    path = tmp_path / "clip_trained.pt"
+    update_manifest(default_weights(), path, training={**manifest["training"], "vl": vl})
+    proc = _run_node([f"weights:={path}", "pose_source:=pose"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr
+    assert "vl_pretrained" in err and recorded in err and "not on this machine" in err, \
+        err[-2000:]
+
+
+def test_weights_trained_with_a_clip_checkpoint_start_with_vl_pretrained(tmp_path: Path):
+    """Student weights trained with an open_clip checkpoint file (a small random model here,
+    as tests/test_open_clip_path.py) start the node once vl_pretrained points at the
+    checkpoint's copy on this machine; the path recorded on the training machine is gone."""
+    pytest.importorskip("open_clip")
+    import os
+
+    import open_clip
+    import torch
+    from helpers.node_harness import Client, start_node, stop
+
+    from folk_model.config import StudentConfig, VLConfig
+    from folk_model.student.model import FolkStudent
+    from folk_model.student.weights import save_weights
+    from folk_model.vl import create_text_encoder
+    from folk_msgs.srv import SetVocabulary
+
+    model, dim = "ViT-S-32-alt", 256
+    trained = tmp_path / "gpu_server" / "open_clip_pytorch_model.bin"
+    trained.parent.mkdir()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = open_clip.create_model(model, pretrained=None, force_image_size=64)
+    torch.save(net.state_dict(), trained)
+    vl = {"backend": "open_clip", "model": model, "pretrained": str(trained),
+          "image_size": 64, "device": "cpu"}
+    info = create_text_encoder(VLConfig(**vl, cache_dir=str(tmp_path / "cache"))).info()
+    weights = tmp_path / "student.pt"
+    save_weights(weights, FolkStudent(StudentConfig(embed_dim=dim)), info,
+                 training={"vl": vl})
+    robot = tmp_path / "robot" / trained.name  # same file, elsewhere
+    robot.parent.mkdir()
+    trained.rename(robot)
+
+    proc = _run_node([f"weights:={weights}", "pose_source:=pose"])
+    assert proc.returncode == 2 and "vl_pretrained" in proc.stderr, proc.stderr[-2000:]
+    assert str(trained) in proc.stderr, proc.stderr[-2000:]
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}  # the node's text cache
+    log = tmp_path / "node.log"
+    node = start_node({"weights": str(weights), "vl_pretrained": str(robot),
+                       "pose_source": "pose", "segment_period": 0.0}, env=env, log=log)
+    client = Client()
+    try:
+        assert client.wait_up(90.0), log.read_text()[-3000:]
+        res = client.call(client.set_vocab, SetVocabulary.Request(labels=["chair", "table"]))
+        assert res.success, res.message
+    finally:
+        client.close()
+        code = stop(node)
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert f"encoder open_clip/{model}/{trained.name}@" in text, text[-3000:]
+
+
 def test_corrupt_weights_file_exits(tmp_path: Path):
     path = tmp_path / "broken.pt"
     path.write_bytes(b"not a checkpoint")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,67 @@ def test_vocabulary_encodes_only_new_texts_and_validates():
         with pytest.raises(VocabularyError):
             v.set(bad)
     assert v.current()[0] == ["b", "c"]
+
+
+class _SlowEnc(_Enc):
+    """Blocks in encode_texts until released: a text encoder busy with a long vocabulary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def encode_texts(self, texts, template=None):
+        self.started.set()
+        assert self.release.wait(10.0)
+        return super().encode_texts(texts, template)
+
+
+def test_vocabulary_readers_are_not_held_up_while_new_labels_encode():
+    """set() encodes outside the lock of the active pair: current() (a run being published)
+    answers at once with the old labels, and the new pair switches together."""
+    enc = _SlowEnc()
+    enc.release.set()
+    v = Vocabulary(enc, max_labels=10, max_length=20)
+    v.set(["a", "b"])
+    enc.release.clear()
+    setter = threading.Thread(target=v.set, args=(["c", "d", "e"],))
+    setter.start()
+    assert enc.started.wait(5.0)
+    t0 = time.perf_counter()
+    labels, emb = v.current()
+    assert time.perf_counter() - t0 < 0.5
+    assert labels == ["a", "b"] and emb.shape[0] == 2
+    enc.release.set()
+    setter.join(5.0)
+    labels, emb = v.current()
+    assert labels == ["c", "d", "e"] and emb.shape[0] == 3
+
+
+def test_text_encoder_config_follows_the_weights_manifest_unless_overridden():
+    """vl_backend / vl_model / vl_pretrained "" = what folk-train recorded (training.vl);
+    weights without it get the offline defaults; a parameter overrides its field."""
+    from folk_ros.backend import missing_file, resolve_vl_config
+
+    cfg = resolve_vl_config({"training": {}}, "cpu")
+    assert (cfg.backend, cfg.model, cfg.pretrained) == ("offline", "tf_efficientnet_lite0", "")
+    recorded = {"backend": "open_clip", "model": "ViT-L-14-336", "device": "cuda",
+                "pretrained": "/srv/clip/open_clip_pytorch_model.bin", "cache_dir": "/srv/c"}
+    manifest = {"training": {"vl": recorded}}
+    cfg = resolve_vl_config(manifest, "cpu", template="a photo of a {}.")
+    assert (cfg.backend, cfg.model, cfg.pretrained) == (
+        "open_clip", "ViT-L-14-336", "/srv/clip/open_clip_pytorch_model.bin")
+    assert (cfg.device, cfg.cache_dir, cfg.template) == ("cpu", "", "a photo of a {}.")
+    cfg = resolve_vl_config(manifest, "cuda:1", vl_pretrained="/models/clip.bin")
+    assert (cfg.model, cfg.pretrained, cfg.device) == ("ViT-L-14-336", "/models/clip.bin",
+                                                       "cuda:1")
+    cfg = resolve_vl_config(manifest, "cpu", vl_backend="open_clip", vl_model="ViT-B-16",
+                            vl_pretrained="openai")
+    assert (cfg.model, cfg.pretrained) == ("ViT-B-16", "openai")
+    # which values name a file that must exist (a tag such as "openai" does not)
+    assert missing_file("") is None and missing_file("openai") is None
+    assert missing_file(__file__) is None
+    assert missing_file("/nowhere/ckpt.bin") == Path("/nowhere/ckpt.bin")
+    assert missing_file("ckpt.safetensors") == Path("ckpt.safetensors")
 
 
 def test_worker_coalesces_requests_and_survives_errors():

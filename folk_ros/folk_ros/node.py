@@ -9,7 +9,9 @@ Data flow (one direction, no callback ever runs the network):
            camera's mounting), VoxelMap.integrate under the map lock
     SegmentationWorker thread (every segment_period s or ~/segment): map snapshot -> student
         -> stable ids -> label with the current vocabulary -> publish
-    set_vocabulary: encode only new texts, relabel the last run from cached embeddings, publish
+    set_vocabulary, ~/query: coroutine callbacks; the text thread encodes only new texts (and
+        relabels the last run from cached embeddings, publishes) while the executor's thread
+        goes on serving the inputs; the answer carries the real result
 
 Outputs are in the fixed frame, stamped with the newest image stamp at which the node found
 the camera's pose in the fixed frame (fused or skipped by the keyframe gate): TF is known to
@@ -20,6 +22,7 @@ the consumers' TF buffers).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -27,10 +30,12 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import rclpy
+import rclpy.task
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
@@ -62,7 +67,7 @@ from folk_model.fusion.voxel_map import MapSnapshot, VoxelMap
 from folk_model.labelling import label_embeddings, phrase_scores
 from folk_msgs.msg import Instance, InstanceArray
 from folk_msgs.srv import QueryInstances, SetVocabulary
-from folk_ros.backend import StartupError, load_backend
+from folk_ros.backend import StartupError, load_backend, missing_file
 from folk_ros.conversions import (
     DISTORTION_MODES,
     CameraModel,
@@ -110,9 +115,19 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "torch_threads": (0, "torch intra-op threads (student, text encoder); 0 = one fewer than "
                       "the CPU cores, at least 1: fusion keeps a core while the student runs",
                       True, (0, 1024)),
-    "vl_backend": (_VL.backend, "text encoder backend; must match the weights' manifest", True,
-                   None),
-    "vl_model": (_VL.model, "text encoder model within the backend", True, None),
+    "vl_backend": ("", "text encoder backend (offline, open_clip); \"\" = the one the weights "
+                   "were trained with (their manifest's training.vl; weights without one: "
+                   f"{_VL.backend}); must match the weights' encoder", True, None),
+    "vl_model": ("", "text encoder model within the backend (open_clip: ViT-L-14-336, ...); "
+                 "\"\" = the weights' (manifest training.vl; without one: "
+                 f"{_VL.model})", True, None),
+    "vl_pretrained": ("", "the text encoder's weights: a CLIP checkpoint file (open_clip; "
+                      "e.g. /models/ViT-L-14-336/open_clip_pytorch_model.bin, the file the "
+                      "student weights were trained with, same contents: the weights check "
+                      "its fingerprint) or an open_clip tag whose weights are in open_clip's "
+                      "cache; \"\" = what the weights' manifest records (training.vl."
+                      "pretrained); set it where the checkpoint lives elsewhere on this "
+                      "machine. A missing file stops the node at start", True, None),
     "prompt_template": (_VL.template, "prompt template with one {} for labels", True, None),
     "vocabulary": (DEFAULT_VOCABULARY, "start-up vocabulary (labels)", True, None),
     "max_labels": (1000, "most labels a vocabulary may have", True, (1, 100000)),
@@ -140,9 +155,8 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
                           "data, works with every driver) or reliable (no lost fragments of "
                           "large images; needs reliable publishers)", True, None),
     "executor": ("single", "'single': one thread runs every callback (all are short; the "
-                 "network and fusion have their own threads), cheapest on a small CPU; "
-                 "'multi': 3 threads, so a set_vocabulary that encodes many new labels does "
-                 "not hold up the inputs meanwhile, but rclpy's multi-threaded wait loop took "
+                 "network, fusion and text encoding have their own threads), cheapest on a "
+                 "small CPU; 'multi': 3 threads, but rclpy's multi-threaded wait loop took "
                  "about half a core at 30 Hz on 2 loaded cores (bench/bench_node.py --executor)",
                  True, None),
     "pose_timeout": (0.1, "seconds to wait for the pose at an image's stamp", True, (0.0, 10.0)),
@@ -216,7 +230,7 @@ class FolkNode(Node):
         t0 = time.perf_counter()
         self.torch_threads = set_torch_threads(p["torch_threads"])
         self.backend = load_backend(p["weights"], p["device"], p["vl_backend"], p["vl_model"],
-                                    p["prompt_template"])
+                                    p["prompt_template"], p["vl_pretrained"])
         enc = self.backend.encoder
         self.encoder_name = f"{enc.backend}/{enc.model}"
         self.vocab = Vocabulary(enc, p["max_labels"], p["max_label_length"], p["prompt_template"],
@@ -282,6 +296,16 @@ class FolkNode(Node):
         sensors = MutuallyExclusiveCallbackGroup()
         services = MutuallyExclusiveCallbackGroup()
         timers = MutuallyExclusiveCallbackGroup()
+        # set_vocabulary and ~/query encode text: their callbacks are coroutines that hand the
+        # work to the text thread and wait for it without holding the executor's thread (the
+        # inputs, ~/reset and ~/segment go on meanwhile). A coroutine holds its callback group
+        # until it returns, so text requests get a group of their own (one at a time, in
+        # order) and the guard condition that wakes the executor when the text thread is done
+        # another: a guard in the busy group would be left out of the executor's wait.
+        text = MutuallyExclusiveCallbackGroup()
+        self._text_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="folk_text")
+        self._text_done = self.create_guard_condition(
+            lambda: None, callback_group=MutuallyExclusiveCallbackGroup())
         qos = qos_profile_sensor_data
         if p["input_reliability"] == "reliable":
             qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
@@ -311,8 +335,8 @@ class FolkNode(Node):
         self.pub_cloud = self.create_publisher(PointCloud2, "~/segmented_cloud", out_qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(SetVocabulary, "set_vocabulary", self._srv_set_vocabulary,
-                            callback_group=services)
-        self.create_service(QueryInstances, "~/query", self._srv_query, callback_group=services)
+                            callback_group=text)
+        self.create_service(QueryInstances, "~/query", self._srv_query, callback_group=text)
         self.create_service(Trigger, "~/reset", self._srv_reset, callback_group=services)
         self.create_service(Trigger, "~/segment", self._srv_segment, callback_group=services)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics,
@@ -384,6 +408,11 @@ class FolkNode(Node):
             problems.append(f"min_depth {p['min_depth']} must be < max_depth {p['max_depth']}")
         if not p["fixed_frame"]:
             problems.append("fixed_frame is empty")
+        gone = missing_file(p["vl_pretrained"])
+        if gone is not None:
+            problems.append(f"vl_pretrained: checkpoint file not found: {gone} (set it to the "
+                            "text encoder's checkpoint on this machine, or \"\" for the one "
+                            "the weights' manifest records)")
         if p["prompt_template"].count("{}") != 1:
             problems.append(f"prompt_template {p['prompt_template']!r} needs exactly one {{}}")
         try:
@@ -725,34 +754,57 @@ class FolkNode(Node):
         self.stats["published"] += 1
 
     # ================================================================= services
-    def _srv_set_vocabulary(self, req: SetVocabulary.Request,
-                            res: SetVocabulary.Response) -> SetVocabulary.Response:
+    async def _in_text_thread(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on the text thread, awaited without blocking the executor's thread;
+        returns its result or raises its exception (in the service coroutine)."""
+        done: rclpy.task.Future = rclpy.task.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn(*args))
+            except Exception as exc:  # handed to the awaiting coroutine
+                done.set_exception(exc)
+            # The executor resumes a waiting coroutine only when something wakes it up.
+            with contextlib.suppress(Exception):  # shutting down: the guard condition is gone
+                self._text_done.trigger()
+
+        self._text_pool.submit(run)
+        return await done
+
+    async def _srv_set_vocabulary(self, req: SetVocabulary.Request,
+                                  res: SetVocabulary.Response) -> SetVocabulary.Response:
+        try:
+            res.success, res.message, res.labels = await self._in_text_thread(
+                self._set_vocabulary, list(req.labels), req.prompt_template)
+        except Exception as exc:  # e.g. publishing the relabelled run failed
+            res.success, res.message = False, f"{type(exc).__name__}: {exc}"
+            res.labels = self.vocab.current()[0]
+        return res
+
+    def _set_vocabulary(self, labels: list[str], template: str) -> tuple[bool, str, list[str]]:
+        """set_vocabulary's work, on the text thread: (success, message, active labels).
+        The labels switch at once (Vocabulary.set), then the last run is relabelled."""
         t0 = time.perf_counter()
         try:
-            labels, n_new = self.vocab.set(list(req.labels), req.prompt_template)
+            active, n_new = self.vocab.set(labels, template)
         except VocabularyError as exc:
-            res.success, res.message = False, str(exc)
-            res.labels = self.vocab.current()[0]
-            return res
+            return False, str(exc), self.vocab.current()[0]
         except Exception as exc:  # encoder failure: keep the old vocabulary
-            res.success, res.message = False, f"text encoder failed: {exc}"
-            res.labels = self.vocab.current()[0]
-            return res
+            return False, f"text encoder failed: {exc}", self.vocab.current()[0]
+        t1 = time.perf_counter()
         with self.result_lock:
             last = self.last_result
         relabelled = ""
         if last is not None:
             self._publish(last)  # cached embeddings: no network run
             relabelled = f"; relabelled {len(last.ids)} instances of run {last.run}"
-        dt = time.perf_counter() - t0
-        res.success, res.labels = True, labels
-        res.message = f"{len(labels)} labels ({n_new} newly encoded) in {dt * 1e3:.0f} ms" + \
-            relabelled
-        self.get_logger().info(f"vocabulary set: {res.message}")
-        return res
+        message = (f"{len(active)} labels ({n_new} newly encoded) in {(t1 - t0) * 1e3:.0f} ms"
+                   + relabelled)
+        self.get_logger().info(f"vocabulary set: {message}")
+        return True, message, active
 
-    def _srv_query(self, req: QueryInstances.Request,
-                   res: QueryInstances.Response) -> QueryInstances.Response:
+    async def _srv_query(self, req: QueryInstances.Request,
+                         res: QueryInstances.Response) -> QueryInstances.Response:
         phrase = req.phrase.strip()
         if not phrase or len(phrase) > self.p["max_label_length"]:
             res.success = False
@@ -764,17 +816,29 @@ class FolkNode(Node):
         if last is None or not last.ids:
             res.success, res.message = True, "no instances yet"
             return res
-        labels, text_emb = self.vocab.current()
-        order, scores = rank_query(last.embeddings, self.vocab.phrase(phrase), text_emb,
-                                   self.label_temperature, int(req.top_k))
-        lab = label_embeddings(last.embeddings, text_emb, top_k=1,
-                               temperature=self.label_temperature)
+        try:
+            labels, order, scores, best = await self._in_text_thread(
+                self._rank, last, phrase, int(req.top_k))
+        except Exception as exc:  # the text encoder failed on the phrase
+            res.success, res.message = False, f"text encoder failed: {exc}"
+            return res
         res.success = True
         res.ids = [int(last.ids[i]) for i in order]
         res.scores = [float(s) for s in scores]
-        res.labels = [labels[int(lab.label_index[i])] for i in order]
+        res.labels = [labels[int(best[i])] for i in order]
         res.message = f"{len(order)} of {len(last.ids)} instances ranked for {phrase!r}"
         return res
+
+    def _rank(self, last: RunResult, phrase: str, top_k: int
+              ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """~/query's work, on the text thread (the phrase may need encoding): (labels,
+        instance order, scores, each instance's best label index)."""
+        labels, text_emb = self.vocab.current()
+        order, scores = rank_query(last.embeddings, self.vocab.phrase(phrase), text_emb,
+                                   self.label_temperature, top_k)
+        lab = label_embeddings(last.embeddings, text_emb, top_k=1,
+                               temperature=self.label_temperature)
+        return labels, order, scores, lab.label_index
 
     def _srv_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         """Clear map, instances and markers; a run in flight can no longer publish (its
@@ -892,6 +956,7 @@ class FolkNode(Node):
         self._stop.set()
         self.frames.close()
         self.worker.stop()
+        self._text_pool.shutdown(wait=False, cancel_futures=True)
         self.fusion_thread.join(2.0)
 
 

@@ -6,6 +6,10 @@ Why bounded (least recently used first out): query phrases are free text, so an 
 cache grows with every phrase a user ever asks for on a robot that runs for weeks. The
 active vocabulary's embeddings are held apart from the cache and never evicted.
 Validation lives here so that the start-up parameter and the service share one rule set.
+Two locks: encoding (the cache and the encoder, one text batch at a time) never holds the lock
+of the active (labels, embeddings) pair, so readers of the vocabulary (a segmentation run
+being published) are not held up while a new vocabulary is being encoded; the pair switches
+at once when the encoding is done.
 """
 
 from __future__ import annotations
@@ -68,13 +72,18 @@ class Vocabulary:
         self.template = validate_template(template)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the active labels, embeddings and template
+        self._encode_lock = threading.Lock()  # the cache and the encoder
         self.labels: list[str] = []
         self.embeddings = np.zeros((0, int(getattr(encoder, "dim", 0))), np.float32)
         self.encoded_texts = 0  # texts sent to the encoder so far (the cache's misses)
 
     def encode(self, texts: Sequence[str], template: str | None = None) -> tuple[np.ndarray, int]:
         """Embeddings [len(texts), D] through the cache; returns (embeddings, newly encoded)."""
+        with self._encode_lock:
+            return self._encode(texts, template)
+
+    def _encode(self, texts: Sequence[str], template: str | None) -> tuple[np.ndarray, int]:
         tpl = self.template if template is None else template
         found: dict[str, np.ndarray] = {}
         for t in dict.fromkeys(texts):
@@ -101,13 +110,15 @@ class Vocabulary:
     def set(self, labels: Sequence[str], template: str = "") -> tuple[list[str], int]:
         """Validate and activate; returns (active labels, texts newly encoded).
 
-        Nothing changes when validation or encoding fails.
+        Nothing changes when validation or encoding fails. Concurrent calls take effect in
+        the order they start encoding; readers see the old pair until the switch.
         """
         clean = validate_labels(labels, self.max_labels, self.max_length)
-        tpl = validate_template(template) if template else self.template
-        with self._lock:
-            emb, n_new = self.encode(clean, tpl)
-            self.labels, self.embeddings, self.template = clean, emb, tpl
+        with self._encode_lock:
+            tpl = validate_template(template) if template else self.template
+            emb, n_new = self._encode(clean, tpl)
+            with self._lock:
+                self.labels, self.embeddings, self.template = clean, emb, tpl
         return list(clean), n_new
 
     def current(self) -> tuple[list[str], np.ndarray]:
@@ -117,5 +128,4 @@ class Vocabulary:
 
     def phrase(self, text: str) -> np.ndarray:
         """Embedding [D] of a free-text query phrase (cached like labels)."""
-        with self._lock:
-            return self.encode([text])[0][0]
+        return self.encode([text])[0][0]

@@ -5,7 +5,8 @@
         camera_info_topic:=/camera/color/camera_info fixed_frame:=map
 
 Parameters come from ``config`` (default: this package's config/segment.yaml); weights,
-device, fixed_frame, pose_source and pose_frame override it only when given (non-empty).
+device, vl_pretrained, fixed_frame, pose_source and pose_frame override it only when given
+(non-empty).
 ``use_sim_time:=true`` when replaying a bag with ``ros2 bag play --clock`` (or in a
 simulator): the node's clock and TF lookups then follow /clock. Topic arguments remap the
 node's relative input names.
@@ -24,6 +25,9 @@ OVERRIDES = {
     "weights": "student weights .pt (empty: the config file's value; there \"\" means the "
                "demo weights shipped in folk_model)",
     "device": "torch device: cpu, cuda, cuda:1",
+    "vl_pretrained": "the text encoder's CLIP checkpoint file on this machine, for weights "
+                     "trained with one (empty: the config file's value; there \"\" means the "
+                     "path the weights' manifest records)",
     "fixed_frame": "frame of the map and all outputs (default map)",
     "pose_source": "camera pose from tf (default), pose (PoseStamped topic), odometry or auto",
     "pose_frame": "frame the PoseStamped topic gives the pose of (empty: the camera itself)",
