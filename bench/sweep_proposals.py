@@ -27,7 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
-CLOUDS = ("clean scan", "fused map", "fused map, 3x noise + holes")
+CLOUDS = ("clean scan", "fused map (node)", "fused map, 3x noise + holes")
 MAX_SHARE = 0.25  # issue 14: no proposal may cover more than a quarter of a room
 
 
