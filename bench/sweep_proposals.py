@@ -8,7 +8,8 @@ fused map the node makes and the fused map with 3x noise, from one network pass 
 Refuses test rooms: settings are chosen on dev and reported on test once (make report).
 Prints one row per setting, best first by the mean AP50 over the clouds among the settings
 whose largest proposal stays within a quarter of a room; writes all rows and the run's
-settings to --json.
+settings to --json; --write stores the best setting in the weights' manifest (StudentConfig),
+as folk-calibrate --write stores the label temperature.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nms", type=float, nargs="*", default=[0.3, 0.5])
     ap.add_argument("--min-score", type=float, nargs="*", default=[0.05])
     ap.add_argument("--json", default=None, help="write every row and the settings here")
+    ap.add_argument("--write", action="store_true",
+                    help="store the best setting (highest mean AP50 among those whose largest "
+                         "proposal stays within a quarter of a room) in the weights' manifest")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.student import load_weights
     from folk_model.train.data import TestSceneError, read_classes, refuse_test_scene
 
-    seg, _ = load_weights(args.weights, "cpu")
+    seg, manifest = load_weights(args.weights, "cpu")
     dirs = list_scenes(args.data_root, args.split)[: args.max_scenes or None]
     if not dirs:
         print(f"no scenes in {args.data_root} split {args.split}", file=sys.stderr)
@@ -123,6 +127,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['fg_threshold']:4.2f} {r['cluster_radius']:6.3f} {r['dual_set']!s:>5} "
               f"{r['nms_iou']:4.2f} {r['min_score']:5.2f} {cells} {r['mean_AP50']:6.1f} "
               f"{r['max_share']:9.2f}{mark}")
+    if args.write:
+        from folk_model.student.weights import update_manifest
+
+        best = rows[0]
+        if best["max_share"] > MAX_SHARE:
+            print(f"no setting keeps every proposal within {MAX_SHARE} of a room; not written",
+                  file=sys.stderr)
+            return 1
+        chosen = {k: best[k] for k in grid[0]}
+        update_manifest(args.weights, student={**manifest["student"], **chosen},
+                        proposal_sweep={"split": args.split, "data_root": args.data_root,
+                                        "rooms": len(dirs), "clouds": list(args.clouds),
+                                        "AP50": best["AP50"], "previous": current})
+        print(f"wrote {chosen} into {args.weights} and its manifest")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({

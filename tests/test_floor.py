@@ -71,3 +71,18 @@ def test_structure_mask_takes_floor_and_bounding_walls_not_furniture_planes() ->
     # a table top has the floor below it, a wardrobe front the wall behind it
     assert m[parts["table"]].mean() < 0.01
     assert m[parts["wardrobe"]][pts[parts["wardrobe"], 2] > 0.05].mean() < 0.01
+
+
+def test_structure_mask_takes_a_thick_noisy_wall_whole_but_not_what_stands_before_it() -> None:
+    """A fused map's walls are slabs of noise several cm thick (and tilted RANSAC triples
+    missed them): the whole slab is structure, the furniture in front of it is not."""
+    pts, parts = crafted_room()
+    rng = np.random.default_rng(0)
+    noisy = pts.copy()
+    for wall, axis in (("wall_y0", 1), ("wall_x4", 0)):
+        noisy[parts[wall], axis] += rng.normal(0, 0.03, parts[wall].stop - parts[wall].start)
+    m = structure_mask(noisy)
+    assert m[parts["wall_y0"]].mean() > 0.97
+    assert m[parts["wall_x4"]].mean() > 0.97
+    assert m[parts["table"]].mean() < 0.01
+    assert m[parts["wardrobe"]][pts[parts["wardrobe"], 2] > 0.05].mean() < 0.01
