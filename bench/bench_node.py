@@ -17,7 +17,8 @@
    (skipped for a scene without GT).
 
     .venv/bin/python bench/bench_node.py [--seconds 60] [--scene DIR] [--weights PT]
-        [--segment-period 2] [--executor single|multi] [--torch-threads 0] [--skip ...]
+        [--segment-period 2] [--executor single|multi] [--torch-threads 0] [--frame-queue-size 0]
+        [--skip ...]
 
 Every process runs on a private ROS_DOMAIN_ID. Figures depend on the machine's load; the
 numbers in the docs were taken on the 2-core development machine.
@@ -81,20 +82,23 @@ def bench_library(scene: Path, n_frames: int) -> float:
 
 
 def bench_fusion(scene: Path, seconds: float, segment_period: float = 2.0,
-                 torch_threads: int = 0, executor: str = "single") -> None:
+                 torch_threads: int = 0, executor: str = "single",
+                 frame_queue_size: int = 0) -> None:
     from helpers.node_harness import Client, start_node, start_player, stop
 
     student = (f"segment every {segment_period:g} s" if segment_period > 0
                else "student off (segment_period 0)")
     print(f"\n[fusion] 30 Hz into folk_node over DDS (reliable QoS) for {seconds:.0f} s, scene "
           f"{scene.name}; pixel_stride={STRIDE}, every frame fused (no keyframe gate), "
-          f"max_voxels={MAX_VOXELS}; demo weights, {student}; executor {executor}")
+          f"max_voxels={MAX_VOXELS}; demo weights, {student}; executor {executor}"
+          + (f"; frame_queue_size {frame_queue_size}" if frame_queue_size else ""))
     log = Path("/tmp/folk_bench_load.log")
     node = start_node({"pose_source": "pose", "segment_period": segment_period,
                        "min_points": 100, "torch_threads": torch_threads, "executor": executor,
                        "max_voxels": MAX_VOXELS, "pixel_stride": STRIDE,
                        "keyframe_translation": 0.0, "keyframe_rotation_deg": 0.0,
-                       "diagnostics_period": 1.0, "input_reliability": "reliable"},
+                       "diagnostics_period": 1.0, "input_reliability": "reliable",
+                       **({"frame_queue_size": frame_queue_size} if frame_queue_size else {})},
                       log=log, name="folk_bench")
     cli = Client("folk_bench")
     try:
@@ -225,12 +229,14 @@ def main() -> int:
                     help="[fusion]: the node's torch_threads (0 = its default)")
     ap.add_argument("--executor", default="single", choices=["single", "multi"],
                     help="[fusion]: the node's executor")
+    ap.add_argument("--frame-queue-size", type=int, default=0,
+                    help="[fusion]: the node's frame_queue_size (0 = its default)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["fusion", "latency"])
     args = ap.parse_args()
     scene = _scene(args.scene)
     if "fusion" not in args.skip:
         bench_fusion(scene, args.seconds, args.segment_period, args.torch_threads,
-                     args.executor)
+                     args.executor, args.frame_queue_size)
     if "latency" not in args.skip:
         bench_latency(scene, args.weights)
     return 0

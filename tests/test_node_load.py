@@ -16,6 +16,8 @@ rclpy = pytest.importorskip("rclpy")
 from helpers.node_harness import Client, start_node, start_player, stop  # noqa: E402
 from helpers.ros_scene import make_scene  # noqa: E402
 
+from folk_ros.node import PARAMS  # noqa: E402
+
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 MAX_VOXELS = 30_000
@@ -57,7 +59,8 @@ def test_30hz_input_keeps_memory_bounded_and_no_backlog(tmp_path: Path):
     assert int(end["frames_received"]) >= 120, end
     assert max(int(s["voxels"]) for s in seen) <= MAX_VOXELS
     assert int(end["voxels"]) <= MAX_VOXELS and int(end["map_bytes"]) <= MAX_VOXELS * 64
-    assert max(int(s["frame_queue"]) for s in seen) <= 2  # frame_queue_size: no backlog
+    # frame_queue_size bounds the backlog
+    assert max(int(s["frame_queue"]) for s in seen) <= PARAMS["frame_queue_size"][0]
     assert int(end["frame_queue"]) == 0
     assert int(end["segment_runs"]) >= 2 and int(end["segment_failures"]) == 0
     # Every frame received is accounted for: fused, skipped by the gate or for lack of depth,

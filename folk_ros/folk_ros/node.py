@@ -162,7 +162,10 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "pose_timeout": (0.1, "seconds to wait for the pose at an image's stamp", True, (0.0, 10.0)),
     "sync_slop": (0.05, "max stamp difference (s) of colour, depth and pose", True,
                   (0.0, 5.0)),
-    "frame_queue_size": (2, "synced frames waiting for fusion; oldest dropped when full", True,
+    # 6: at 30 Hz into 2 cores, frames arrive in bursts while the student runs; a queue of 2
+    # dropped ~7 frames/s (21.9 fused of 29.7 received), 6 dropped 2 in 40 s (29.1 fused),
+    # at most 200 ms of added latency (bench/bench_node.py --frame-queue-size)
+    "frame_queue_size": (6, "synced frames waiting for fusion; oldest dropped when full", True,
                          (1, 100)),
     "voxel_size": (_FUSION.voxel_size, "map voxel size (m)", True, (0.001, 1.0)),
     "min_depth": (_FUSION.min_depth, "depth below this is ignored (m)", True, (0.0, 100.0)),
