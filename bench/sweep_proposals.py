@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in args.clouds:
             cloud = VARIANTS[c][0](sc, room, scan)
             net = seg.forward(cloud.points, cloud.colors)
-            labels = {int(i): sc.label_table.get(int(s), "unknown") for i, s in
-                      zip(*np.unique(np.stack([cloud.instance_ids, cloud.semantic_ids]), axis=1))
-                      if i > 0}
+            labels = cloud.instance_labels(sc.label_table)
             n_pts = max(1, len(cloud.points))
             for g, setting in enumerate(grid):
                 out = seg.propose(net, dataclasses.replace(seg.cfg, **setting))

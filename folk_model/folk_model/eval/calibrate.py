@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_memory:
         segmenter.memory = None
     text = normalize(encoder.encode_texts(vocab))
-    sims, targets, scene_of, classes, names, scenes = [], [], [], [], [], []
+    sims, targets, scene_of, classes, scenes = [], [], [], [], []
     for d in tqdm(dirs, desc="folk-calibrate", unit="room"):
         sc = load_scene(d, require_frames=False)
         if sc.meta.get("split") == "train":
@@ -160,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         sims.append(normalize(emb[has]) @ text.T)
         targets += [vocab.index(c) for c, h in zip(labels, has, strict=True) if h]
         classes += [c for c, h in zip(labels, has, strict=True) if h]
-        scene_of += [len(names)] * int(has.sum())
-        names.append(sc.name)
+        scene_of += [len(scenes)] * int(has.sum())
         scenes.append(sc)
     sim = np.concatenate(sims).astype(np.float64) if sims else np.zeros((0, len(vocab)))
     target = np.array(targets, np.int64)
@@ -203,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     memory = segmenter.memory is not None
-    what = f"{len(names)} {args.split} rooms, {len(target)} GT masks" + \
+    what = f"{len(scenes)} {args.split} rooms, {len(target)} GT masks" + \
         (", unseen-mesh classes" if mesh_filter == "unseen" else "") + \
         ("" if memory else ", no memory")
     plot_reliability(before["reliability"], out / "reliability_before.png",
@@ -212,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"student label scores, T = {t_after:.4g} (fitted; {what})")
     record = {"temperature": t_after, "previous_temperature": t_before,
               "data_roots": [str(r) for r in args.data_root], "split": args.split,
-              "scenes": names, "instances": len(target), "memory": memory,
+              "scenes": [sc.name for sc in scenes], "instances": len(target), "memory": memory,
               "meshes": mesh_filter,
               "bins": args.bins, "ece_before": before["ece"], "ece_after": after["ece"],
               "nll_before": before["nll"], "nll_after": after["nll"], "top1": after["top1"],

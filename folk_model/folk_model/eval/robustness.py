@@ -38,6 +38,11 @@ class Cloud:
     instance_ids: np.ndarray
     semantic_ids: np.ndarray
 
+    def instance_labels(self, label_table: dict[int, str]) -> dict[int, str]:
+        """Class name of every GT instance (id > 0), from the scene's label table."""
+        pairs = np.unique(np.stack([self.instance_ids, self.semantic_ids]), axis=1)
+        return {int(i): label_table.get(int(s), "unknown") for i, s in zip(*pairs) if i > 0}
+
 
 def scene_cloud(scene: Any) -> Cloud:
     """The scene's own scan cloud and GT."""
@@ -286,10 +291,7 @@ def run_variants(segmenter: Any, scenes: Sequence[Any], classes: Sequence[str],
             t0 = time.perf_counter()
             out = segmenter.segment(cloud.points, cloud.colors)
             res[n].seconds.append(time.perf_counter() - t0)
-            labels = {int(i): sc.label_table.get(int(s), "unknown") for i, s in
-                      zip(*np.unique(np.stack([cloud.instance_ids, cloud.semantic_ids]), axis=1))
-                      if i > 0}
-            evs[n].process(cloud.instance_ids, labels,
+            evs[n].process(cloud.instance_ids, cloud.instance_labels(sc.label_table),
                            [Prediction(i.point_indices, label, i.score) for i in out.instances])
             n_pts = max(1, len(cloud.points))
             res[n].max_share.append(max((len(i.point_indices) / n_pts for i in out.instances),

@@ -213,32 +213,22 @@ def structure_mask(points: np.ndarray, inlier_dist: float = 0.05, min_area: floa
         alive[cand[np.abs(p[cand] @ n + d) < inlier_dist]] = False
         dist_all = all_p @ n + d
         inl_all = np.abs(dist_all) < inlier_dist
-        side = _bounds_room(all_p, n, dist_all, inl_all, inlier_dist, outside_share)
+        side, inside = _bounds_room(all_p, n, dist_all, inl_all, inlier_dist, outside_share)
         if side:
-            band = _thickness(all_p, n, dist_all, inl_all, side, inlier_dist, max_thickness)
+            band = _thickness(side * dist_all, inside, inlier_dist, max_thickness)
             mask[np.flatnonzero(finite)[np.abs(dist_all) < band]] = True
     return mask
 
 
-def _thickness(pts: np.ndarray, n: np.ndarray, dist: np.ndarray, inl: np.ndarray, side: int,
-               inlier_dist: float, max_thickness: float) -> float:
+def _thickness(outward: np.ndarray, inside: np.ndarray, inlier_dist: float,
+               max_thickness: float) -> float:
     """Half-thickness of a bounding plane's points: a fused map's wall is a slab of sensor
     noise and pose drift several centimetres thick, so a fixed band left the rest of it to
     the network, which took it for the furniture standing against it (dev rooms, 3x noise:
-    42-62% of the structure masked). Beyond a bounding plane, over its extent, only the
-    plane's own points lie (``_bounds_room``), so the 98th percentile of their distance
-    outwards measures it; the same band is used on the room's side."""
-    outward = side * dist
-    q = pts[inl]
-    horizontal = abs(n[2]) > 0.9
-    if horizontal:
-        coords, cq = pts[:, :2], q[:, :2]
-    else:
-        u = np.array([-n[1], n[0], 0.0]) / max(np.hypot(n[0], n[1]), 1e-9)
-        coords = np.stack([pts @ u, pts[:, 2]], 1)
-        cq = coords[inl]
-    lo, hi = np.quantile(cq, 0.02, axis=0), np.quantile(cq, 0.98, axis=0)
-    inside = np.all((coords >= lo) & (coords <= hi), axis=1)
+    42-62% of the structure masked). Beyond a bounding plane, over its extent (``inside``,
+    from ``_bounds_room``), only the plane's own points lie, so the 98th percentile of their
+    distance outwards (``outward``: signed, positive on the empty side) measures it; the same
+    band is used on the room's side."""
     beyond = outward[inside & (outward > 0) & (outward < 2 * max_thickness)]
     if len(beyond) < 10:
         return inlier_dist
@@ -246,25 +236,27 @@ def _thickness(pts: np.ndarray, n: np.ndarray, dist: np.ndarray, inl: np.ndarray
 
 
 def _bounds_room(pts: np.ndarray, n: np.ndarray, dist: np.ndarray, inl: np.ndarray,
-                 inlier_dist: float, outside_share: float) -> int:
+                 inlier_dist: float, outside_share: float
+                 ) -> tuple[int, np.ndarray | None]:
     """Whether the plane (unit normal ``n``, signed distances ``dist``, inliers ``inl``) is a
     wall or ceiling: on one of its sides, over the plane's own extent, there is (almost)
-    nothing. Returns that empty side's sign (+1: along ``n``, -1: against it), 0 if neither.
+    nothing. Returns that empty side's sign (+1: along ``n``, -1: against it; 0 if neither)
+    and the points over the plane's extent (None when rejected before it was measured).
     Judged over the extent only, so that the inner walls of an L-shaped room still count; a
     wardrobe front fails (the wall is behind it), as does a table top (the floor is under it) or
     a sofa back (lower than ``WALL_MIN_HEIGHT``)."""
     q = pts[inl]
     if len(q) < 10:
-        return 0
+        return 0, None
     horizontal = abs(n[2]) > 0.9
     if horizontal:
         if np.median(q[:, 2]) < CEILING_MIN_Z:
-            return 0
+            return 0, None
         coords, cq = pts[:, :2], q[:, :2]
     else:
         lo_z, hi_z = np.quantile(q[:, 2], [0.05, 0.95])
         if hi_z - lo_z < WALL_MIN_HEIGHT:
-            return 0
+            return 0, None
         u = np.array([-n[1], n[0], 0.0]) / max(np.hypot(n[0], n[1]), 1e-9)
         coords = np.stack([pts @ u, pts[:, 2]], 1)
         cq = coords[inl]
@@ -273,8 +265,8 @@ def _bounds_room(pts: np.ndarray, n: np.ndarray, dist: np.ndarray, inl: np.ndarr
     pos = int(((dist > 2 * inlier_dist) & inside).sum())
     neg = int(((dist < -2 * inlier_dist) & inside).sum())
     if min(pos, neg) > outside_share * len(q):
-        return 0
-    return 1 if pos <= neg else -1
+        return 0, inside
+    return (1 if pos <= neg else -1), inside
 
 
 def _area_per_point(pts: np.ndarray, sample: int = 2000, seed: int = 0) -> float:
