@@ -7,16 +7,12 @@ message that says what to fix, so the node exits at start-up instead of failing 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 DEMO_WEIGHTS = "folk_demo_offline.pt"
-# File suffixes that make a vl_pretrained value a path (folk_model.vl.open_clip_backend's
-# CHECKPOINT_SUFFIXES; repeated so that the parameter check imports nothing heavy).
-CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".npz")
 
 
 class StartupError(RuntimeError):
@@ -42,17 +38,14 @@ def default_weights() -> Path:
     return Path(folk_model.config.__file__).parent / "weights" / DEMO_WEIGHTS
 
 
-def is_file_path(pretrained: str) -> bool:
-    """Whether a ``vl.pretrained`` value names a file rather than an open_clip tag ("openai"):
-    a path separator, ``~`` or a checkpoint suffix (open_clip backend's rule; the offline
-    backend only takes files)."""
-    return ("/" in pretrained or os.sep in pretrained or pretrained.startswith("~")
-            or pretrained.endswith(CHECKPOINT_SUFFIXES))
-
-
 def missing_file(pretrained: str) -> Path | None:
-    """The path ``pretrained`` names when it names a file that is not there, else None."""
-    if not pretrained or not is_file_path(pretrained):
+    """The path ``pretrained`` names when it names a file that is not there, else None (an
+    open_clip tag such as "openai" names no file: the open_clip backend's own rule; the
+    offline backend only takes files)."""
+    # the backend module imports neither torch nor open_clip at import time
+    from folk_model.vl.open_clip_backend import is_checkpoint_path
+
+    if not pretrained or not is_checkpoint_path(pretrained):
         return None
     path = Path(pretrained).expanduser()
     return None if path.is_file() else path
