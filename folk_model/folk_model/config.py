@@ -267,21 +267,24 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(cfg))
 
 
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML/JSON config file (empty for an empty file)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    text = p.read_text()
+    loaded = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        kind = type(loaded).__name__
+        raise ValueError(f"{p}: expected a mapping at the top level, got {kind}")
+    return loaded
+
+
 def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
     """Load ``cls`` from a YAML/JSON file (or defaults when ``path`` is None), then overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
-        text = p.read_text()
-        loaded = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            kind = type(loaded).__name__
-            raise ValueError(f"{p}: expected a mapping at the top level, got {kind}")
-        data.update(loaded)
+    data: dict[str, Any] = {} if path is None else dict(read_mapping(path))
     data.update({k: v for k, v in overrides.items() if v is not None})
     return from_dict(cls, data)
 

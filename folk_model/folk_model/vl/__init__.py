@@ -14,13 +14,10 @@ Backends import torch, timm, open_clip and sentence-transformers lazily, on firs
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from folk_model.config import VLConfig, from_dict
+from folk_model.config import VLConfig, from_dict, read_mapping
 from folk_model.vl.base import VLEncoder
 from folk_model.vl.cache import TextCache, default_cache_dir
 
@@ -79,13 +76,7 @@ def load_vl_config(path: str | Path | None = None, manifest: dict[str, Any] | No
             one it was trained with may not exist here). The text cache folder is the default.
     """
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"VL config file not found: {p}")
-        data = (json.loads(p.read_text()) if p.suffix == ".json"
-                else yaml.safe_load(p.read_text())) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{p}: expected a mapping (a 'vl:' section or VLConfig keys)")
+        data = read_mapping(path)
         if set(data) & {"vl", "teacher", "train", "student", "memory", "config_version"}:
             data = data.get("vl") or {}  # a sectioned file: its vl section (none = defaults)
         return from_dict(VLConfig, data)
