@@ -7,7 +7,8 @@
    (b) VoxelMap.integrate alone on the same frames, as many as the node fused, in the same
    order: the library's time per frame. Both side by side, with their ratio, and the node's
    time split into convert / pose (waiting included) / lock / integrate. --segment-period 0
-   runs it without the student; --executor and --torch-threads set those node parameters;
+   runs it without the student; --executor, --torch-threads and --segment-nice set those
+   node parameters;
 2. trigger latency: ~/segment on a fused room -> InstanceArray received (real student);
 3. vocabulary change for 100 labels: /set_vocabulary round trip with 100 new labels
    (text encoding included) and with the same 100 again (cached: relabel only);
@@ -18,7 +19,7 @@
 
     .venv/bin/python bench/bench_node.py [--seconds 60] [--scene DIR] [--weights PT]
         [--segment-period 2] [--executor single|multi] [--torch-threads 0] [--frame-queue-size 0]
-        [--skip ...]
+        [--segment-nice -1] [--skip ...]
 
 Every process runs on a private ROS_DOMAIN_ID. Figures depend on the machine's load; the
 numbers in the docs were taken on the 2-core development machine.
@@ -83,22 +84,26 @@ def bench_library(scene: Path, n_frames: int) -> float:
 
 def bench_fusion(scene: Path, seconds: float, segment_period: float = 2.0,
                  torch_threads: int = 0, executor: str = "single",
-                 frame_queue_size: int = 0) -> None:
+                 frame_queue_size: int = 0, segment_nice: int = -1, weights: str = "") -> None:
     from helpers.node_harness import Client, start_node, start_player, stop
 
     student = (f"segment every {segment_period:g} s" if segment_period > 0
                else "student off (segment_period 0)")
     print(f"\n[fusion] 30 Hz into folk_node over DDS (reliable QoS) for {seconds:.0f} s, scene "
           f"{scene.name}; pixel_stride={STRIDE}, every frame fused (no keyframe gate), "
-          f"max_voxels={MAX_VOXELS}; demo weights, {student}; executor {executor}"
-          + (f"; frame_queue_size {frame_queue_size}" if frame_queue_size else ""))
+          f"max_voxels={MAX_VOXELS}; {Path(weights).name if weights else 'demo weights'}, "
+          f"{student}; executor {executor}"
+          + (f"; frame_queue_size {frame_queue_size}" if frame_queue_size else "")
+          + (f"; segment_nice {segment_nice}" if segment_nice >= 0 else ""))
     log = Path("/tmp/folk_bench_load.log")
     node = start_node({"pose_source": "pose", "segment_period": segment_period,
                        "min_points": 100, "torch_threads": torch_threads, "executor": executor,
                        "max_voxels": MAX_VOXELS, "pixel_stride": STRIDE,
                        "keyframe_translation": 0.0, "keyframe_rotation_deg": 0.0,
                        "diagnostics_period": 1.0, "input_reliability": "reliable",
-                       **({"frame_queue_size": frame_queue_size} if frame_queue_size else {})},
+                       **({"frame_queue_size": frame_queue_size} if frame_queue_size else {}),
+                       **({"segment_nice": segment_nice} if segment_nice >= 0 else {}),
+                       **({"weights": weights} if weights else {})},
                       log=log, name="folk_bench")
     cli = Client("folk_bench")
     try:
@@ -136,7 +141,8 @@ def bench_fusion(scene: Path, seconds: float, segment_period: float = 2.0,
         for k in ("convert", "pose", "lock", "integrate")))
     print(f"  node: voxels peak {peak_vox} (bound {MAX_VOXELS}), frame queue peak {peak_q}, "
           f"RSS {float(d['rss_mb']):.0f} MiB, segment runs {d['segment_runs']} (last "
-          f"{float(d['last_inference_s']):.2f} s), torch threads {d.get('torch_threads', '?')}")
+          f"{float(d['last_inference_s']):.2f} s), torch threads {d.get('torch_threads', '?')}, "
+          f"segmentation thread nice +{d.get('segment_nice', '?')}")
     lib_ms = bench_library(scene, max(int(d["frames_fused"]), 100))
     print(f"  node / library time per frame: {node_ms / lib_ms:.2f}x "
           f"(node {node_ms:.1f} ms, library {lib_ms:.1f} ms)")
@@ -222,7 +228,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="30 Hz fusion run duration")
     ap.add_argument("--scene", default="", help="ScanNet-layout scene (default data/synth)")
-    ap.add_argument("--weights", default="", help="student weights (default: demo weights)")
+    ap.add_argument("--weights", default="",
+                    help="student weights for both parts (default: demo weights)")
     ap.add_argument("--segment-period", type=float, default=2.0,
                     help="[fusion]: the node's segment_period (0 = student off)")
     ap.add_argument("--torch-threads", type=int, default=0,
@@ -231,12 +238,14 @@ def main() -> int:
                     help="[fusion]: the node's executor")
     ap.add_argument("--frame-queue-size", type=int, default=0,
                     help="[fusion]: the node's frame_queue_size (0 = its default)")
+    ap.add_argument("--segment-nice", type=int, default=-1,
+                    help="[fusion]: the node's segment_nice (-1 = its default)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["fusion", "latency"])
     args = ap.parse_args()
     scene = _scene(args.scene)
     if "fusion" not in args.skip:
         bench_fusion(scene, args.seconds, args.segment_period, args.torch_threads,
-                     args.executor, args.frame_queue_size)
+                     args.executor, args.frame_queue_size, args.segment_nice, args.weights)
     if "latency" not in args.skip:
         bench_latency(scene, args.weights)
     return 0

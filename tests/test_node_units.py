@@ -3,6 +3,8 @@ worker); the node itself is tested over DDS in the other test_node_* files."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,7 +29,7 @@ from folk_ros.conversions import (
 )
 from folk_ros.sync import ApproxSync, PoseBuffer
 from folk_ros.vocabulary import Vocabulary, VocabularyError
-from folk_ros.worker import LatestQueue, SegmentationWorker
+from folk_ros.worker import LatestQueue, SegmentationWorker, lower_thread_priority
 
 
 def test_images_roundtrip_all_encodings_and_padding():
@@ -227,6 +229,36 @@ def test_worker_coalesces_requests_and_survives_errors():
         assert len(calls) == 3 and len(results) == 2 and results[-1].run == 2
     finally:
         w.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice: Linux")
+def test_worker_lowers_only_its_own_threads_priority():
+    """segment_nice: the student's thread runs at a higher nice value (fusion wins the cores
+    on a small CPU) and the rest of the process keeps its own."""
+    snap = MapSnapshot(np.arange(3, dtype=np.int64), np.zeros((3, 3), np.float32),
+                       np.zeros((3, 3), np.uint8), 1)
+    seen = []
+
+    class _Seg:
+        instances = ()
+
+    def seg(p, c):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return _Seg()
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    w = SegmentationWorker(lambda: (snap, 1, 0), seg, lambda r: None, period=3600.0, dim=4,
+                           nice=5)
+    w.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert seen == [min(19, base + 5)] and w.nice_applied == seen[0] - base
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    finally:
+        w.stop()
+    assert lower_thread_priority(0) == 0  # 0: left alone
 
 
 def test_worker_period_changes_take_effect_quickly():

@@ -180,6 +180,11 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
                               True, (0.0, 180.0)),
     "segment_period": (5.0, "seconds between segmentation runs; 0 = only on ~/segment", False,
                        (0.0, 3600.0)),
+    "segment_nice": (10, "added to the segmentation thread's nice value (Linux, that thread "
+                     "only; 0 = same priority as fusion): on a small CPU the student then "
+                     "takes the cores fusion leaves, so fusion keeps the camera's rate and "
+                     "segmentation runs later instead (bench/bench_node.py --segment-nice)",
+                     True, (0, 19)),
     "min_points": (500, "map points needed before a segmentation run", True, (1, 100000000)),
     "track_min_iou": (0.25, "voxel IoU needed to keep an instance id across runs", True,
                       (0.0, 1.0)),
@@ -188,7 +193,7 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "diagnostics_period": (1.0, "seconds between diagnostics messages", True, (0.05, 60.0)),
 }
 INT_PARAMS = {"torch_threads", "max_labels", "max_label_length", "top_k", "frame_queue_size",
-              "pixel_stride", "max_voxels", "min_points", "text_cache_size"}
+              "pixel_stride", "max_voxels", "min_points", "text_cache_size", "segment_nice"}
 TF2_HINT = ("install tf2_ros for Python (rosdep key tf2_ros_py: apt install "
             "ros-$ROS_DISTRO-tf2-ros-py)")
 
@@ -359,6 +364,7 @@ class FolkNode(Node):
         self.worker = SegmentationWorker(
             self._snapshot, self.backend.segmenter.segment, self._on_result,
             p["segment_period"], dim=int(getattr(enc, "dim", 0)), min_iou=p["track_min_iou"],
+            nice=p["segment_nice"],
         )
         self.fusion_thread = threading.Thread(target=self._fusion_loop, name="folk_fusion",
                                               daemon=True)
@@ -939,6 +945,7 @@ class FolkNode(Node):
             "pose_source": self.p["pose_source"] + self._pose_detail,
             "label_temperature": self.label_temperature,
             "torch_threads": self.torch_threads,
+            "segment_nice": self.worker.nice_applied,
             "texts_cached": self.vocab.cached_texts,
             "last_inference_s": last.seconds if last else 0.0,
             "instances": len(last.ids) if last else 0,

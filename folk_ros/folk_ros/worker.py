@@ -19,6 +19,8 @@ kept as the last result after it.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -163,6 +165,10 @@ class SegmentationWorker:
             student's SegmentationResult).
         on_result: called on the worker thread with each RunResult.
         dim: embedding dimension (for empty results).
+        nice: added to the worker thread's nice value (Linux: per thread) when it starts;
+            0 leaves it alone. Why: on a small CPU the student's run and fusion compete for
+            the cores, and fusion must keep the camera's rate (a late frame is dropped, a
+            late segmentation run is just later); see :func:`lower_thread_priority`.
     """
 
     def __init__(
@@ -173,12 +179,15 @@ class SegmentationWorker:
         period: float,
         dim: int,
         min_iou: float = 0.25,
+        nice: int = 0,
     ) -> None:
         self._snapshot_fn = snapshot_fn
         self._segment_fn = segment_fn
         self._on_result = on_result
         self.period = float(period)
         self.dim = dim
+        self.nice = int(nice)
+        self.nice_applied = 0  # what lower_thread_priority managed (diagnostics)
         self.tracker = InstanceTracker(min_iou)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -223,6 +232,8 @@ class SegmentationWorker:
             return self.generation
 
     def _loop(self) -> None:
+        if self.nice:
+            self.nice_applied = lower_thread_priority(self.nice)
         # Short waits instead of one long one: a new ``period`` (a run-time parameter) takes
         # effect within 0.2 s, and stop() is honoured as quickly.
         while not self._stop.is_set():
@@ -266,3 +277,24 @@ class SegmentationWorker:
                  len(result.ids), snap.points.shape[0], seconds)
         self._on_result(result)
         return result
+
+
+def lower_thread_priority(increment: int) -> int:
+    """Raise the calling thread's nice value by ``increment`` (lower its CPU priority);
+    returns the increment applied (0 where the OS has no per-thread nice, or on failure).
+
+    Linux keeps a nice value per thread and ``setpriority(PRIO_PROCESS, tid)`` sets one
+    thread's, so the rest of the process keeps its priority; threads this thread starts
+    later (torch's intra-op pool) inherit it. Raising one's own nice value needs no
+    privilege. Elsewhere (macOS: PRIO_PROCESS is the whole process) nothing is done.
+    """
+    if increment <= 0 or not sys.platform.startswith("linux"):
+        return 0
+    tid = threading.get_native_id()
+    try:
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + increment))
+        return os.getpriority(os.PRIO_PROCESS, tid) - now
+    except OSError as exc:  # e.g. a seccomp profile that forbids it: run at normal priority
+        log.warning("could not lower the segmentation thread's priority: %s", exc)
+        return 0
