@@ -164,3 +164,33 @@ def test_folk_calibrate_refuses_test_rooms_and_writes_the_temperature(
     # fitting on the embedding head alone cannot be written into weights that use a memory
     assert main(["--weights", str(weights), "--data-root", str(root), "--split", "dev",
                  "--out", str(out), "--write", "--no-memory"]) == 2
+
+
+def test_platt_map_recovers_a_known_miscalibration_and_keeps_rankings() -> None:
+    """Scores too sure high and too unsure low (the student's reliability curve): the map fitted
+    to right/wrong flags drawn from a known curve finds it, makes the ECE small, and never
+    reorders scores; (1, 0) is the identity, and labels keep their order under any map."""
+    from folk_model.eval.calibration import expected_calibration_error, fit_score_map
+    from folk_model.labelling import calibrated_scores, label_embeddings
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.02, 0.98, 20000)
+    a_true, b_true = 0.4, 0.3
+    q = 1 / (1 + np.exp(-(a_true * np.log(p / (1 - p)) + b_true)))
+    ok = rng.random(len(p)) < q
+    a, b = fit_score_map(p, ok)
+    assert a == pytest.approx(a_true, abs=0.05) and b == pytest.approx(b_true, abs=0.05)
+    mapped = calibrated_scores(p, (a, b))
+    assert expected_calibration_error(p, ok) > 0.1
+    assert expected_calibration_error(mapped, ok) < 0.02
+    assert np.all(np.diff(mapped[np.argsort(p)]) >= 0)  # never reordered (float32 may tie)
+    assert np.allclose(calibrated_scores(p, (1.0, 0.0)), p, atol=1e-6)
+    # every score right: a finite map (the l2 pull), still increasing
+    a1, b1 = fit_score_map(p[:50], np.ones(50, bool))
+    assert np.isfinite(a1) and np.isfinite(b1) and a1 > 0
+    emb = rng.normal(size=(5, 8)).astype(np.float32)
+    txt = rng.normal(size=(4, 8)).astype(np.float32)
+    plain = label_embeddings(emb, txt, top_k=4, temperature=0.1)
+    bent = label_embeddings(emb, txt, top_k=4, temperature=0.1, score_map=(0.3, -0.5))
+    assert np.array_equal(plain.topk_index, bent.topk_index)
+    assert np.allclose(bent.topk_score, calibrated_scores(plain.topk_score, (0.3, -0.5)))

@@ -61,6 +61,19 @@ def test_lookup_on_crafted_vectors() -> None:
         InstanceMemory(keys, values, MemoryConfig(k=1, blend=1.5))
     with pytest.raises(ValueError, match=r"\[N, D\]"):
         InstanceMemory(keys, values[:3], MemoryConfig(k=1))
+    # a gate: only instances near a known object are looked up; a stranger keeps its own
+    stranger = _unit(rng.normal(size=(1, 8)))
+    both = torch.cat([query, stranger])
+    near = (both @ keys.t()).max(1).values
+    gate = float((near[:2].min() + near[2]) / 2)
+    assert near[2] < gate < near[:2].min()
+    mg = InstanceMemory(keys, values, MemoryConfig(k=1, min_similarity=gate))
+    assert torch.allclose(mg.nearest_similarity(both), near)
+    out = mg.apply(both)
+    assert torch.allclose(out[:2], values[[2, 4]], atol=1e-6)
+    assert torch.allclose(out[2:], stranger, atol=1e-6)
+    with pytest.raises(ValueError, match="min_similarity"):
+        InstanceMemory(keys, values, MemoryConfig(k=1, min_similarity=1.5))
 
 
 def test_entries_from_a_training_scene_and_lookup_in_the_segmenter() -> None:

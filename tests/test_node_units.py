@@ -466,6 +466,11 @@ def test_query_ranks_by_calibrated_phrase_probability_not_cosine():
     # The temperature changes the scores (calibration), not the ranking here.
     _, warm = rank_query(emb, phrase, vocab, temperature=1.0)
     np.testing.assert_allclose(warm[0], np.exp(0.5) / (np.exp(0.5) + 2.0), rtol=1e-4)
+    # the Platt map bends the scores (sigmoid(a logit p + b)) and keeps the ranking
+    order_m, mapped = rank_query(emb, phrase, vocab, temperature=t, score_map=(0.5, 0.2))
+    assert order_m.tolist() == order.tolist()
+    logit = np.log(scores) - np.log1p(-scores)
+    np.testing.assert_allclose(mapped, 1 / (1 + np.exp(-(0.5 * logit + 0.2))), rtol=1e-4)
     order1, scores1 = rank_query(emb, phrase, vocab, temperature=t, top_k=1)
     assert order1.tolist() == [1] and scores1.shape == (1,)
     empty_order, empty_scores = rank_query(np.zeros((0, 4), np.float32), phrase, vocab, t)
@@ -485,6 +490,14 @@ def test_label_temperature_comes_from_the_weights_config_and_is_checked():
     for bad in (0.0, -0.01, float("nan"), float("inf")):
         with pytest.raises(StartupError, match="label_temperature"):
             label_temperature(SimpleNamespace(cfg=StudentConfig(label_temperature=bad)))
+    from folk_ros.node import label_score_map
+
+    assert label_score_map(SimpleNamespace(cfg=StudentConfig())) == (1.0, 0.0)
+    assert label_score_map(SimpleNamespace(cfg=StudentConfig(label_score_map=(0.35, 0.23)))) \
+        == pytest.approx((0.35, 0.23))
+    for bad in ((0.0, 0.0), (-1.0, 0.0), (1.0, float("nan"))):
+        with pytest.raises(StartupError, match="label_score_map"):
+            label_score_map(SimpleNamespace(cfg=StudentConfig(label_score_map=bad)))
 
 
 def test_room_check_counts_found_objects_and_names_with_synonyms():

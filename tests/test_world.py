@@ -112,6 +112,47 @@ def test_world_augmentation_keeps_points_and_instances_aligned() -> None:
     assert np.abs(np.median(q[j == 0, 2])) < 0.02
 
 
+def test_other_worlds_of_a_training_room_are_built_cached_and_drawn(synth_scene: Path,
+                                                                    tmp_path: Path) -> None:
+    import shutil
+
+    from folk_model.config import TrainConfig
+    from folk_model.train.train import TrainScene, crop_and_augment
+    from folk_model.train.worlds import make_worlds, worlds_path
+
+    d = tmp_path / synth_scene.name
+    shutil.copytree(synth_scene, d)
+    scene = load_scene(d)
+    cfg = TrainConfig(noisy_map_noise=(2.0, 2.0), noisy_map_holes=(0.1, 0.1))
+    worlds = make_worlds(scene, d, cfg)
+    assert set(worlds) == {"mesh", "noisy_map"}
+    ids = set(np.unique(scene.instance_ids[scene.instance_ids > 0]).tolist())
+    for pts, col, ins in worlds.values():
+        assert len(pts) == len(col) == len(ins) > 1000
+        assert set(np.unique(ins[ins > 0]).tolist()) <= ids
+    # the mesh world has hidden surfaces too: more points than the scan at 1.5 cm
+    assert len(worlds["mesh"][0]) > len(scene.points)
+    # a noisier sensor than the stored fused map's: a thicker floor
+    fused = fuse_scene(scene)
+    floor = lambda p, i: np.std(p[(i == 0) & (np.abs(p[:, 2]) < 0.1), 2])  # noqa: E731
+    assert floor(worlds["noisy_map"][0], worlds["noisy_map"][2]) > floor(fused.points,
+                                                                         fused.instance_ids)
+    # cached with its settings: the same arrays back; other settings rebuild
+    mtime = worlds_path(d).stat().st_mtime_ns
+    again = make_worlds(scene, d, cfg)
+    assert worlds_path(d).stat().st_mtime_ns == mtime
+    assert np.array_equal(again["mesh"][0], worlds["mesh"][0])
+    make_worlds(scene, d, TrainConfig(mesh_spacing=(0.03, 0.045)))
+    assert worlds_path(d).stat().st_mtime_ns != mtime
+    # drawn in training: mesh_sampled_p 1 gives mesh points thinned to 1.5-4.5 cm spacing
+    ts = TrainScene("t", scene.points, scene.colors, scene.instance_ids, {}, {}, None, worlds)
+    n = [len(crop_and_augment(ts, 10**7, np.random.default_rng(s),
+                              TrainConfig(mesh_sampled_p=1.0, fused_map_p=0.0,
+                                          augment_world=False))[0]) for s in range(8)]
+    assert max(n) <= len(worlds["mesh"][0]) and min(n) < 0.5 * len(worlds["mesh"][0])
+    assert len(set(n)) > 1
+
+
 def test_training_and_sweeps_refuse_test_rooms(tmp_path: Path) -> None:
     from folk_model.data.synth.generate import generate_scene, write_dataset_files
     from folk_model.train.cli import main as train_main

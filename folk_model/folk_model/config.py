@@ -121,6 +121,11 @@ class StudentConfig:
     # by the calibration tool (folk-calibrate --write), so that a score of 0.9 is right about
     # 9 times in 10; stored with the weights because StudentConfig is in their manifest
     label_temperature: float = 0.01
+    # Platt map of those scores, (a, b): a score s is reported as sigmoid(a logit(s) + b);
+    # one temperature could not make the scores monotone in accuracy (memory hits read too
+    # sure, weak head matches too unsure: docs/results/world.md); folk-calibrate fits a and b
+    # after T on the same dev instances. (1, 0) = the softmax score itself.
+    label_score_map: tuple[float, float] = (1.0, 0.0)
 
 
 @dataclass
@@ -139,6 +144,10 @@ class MemoryConfig:
     temperature: float = 0.02  # softmax temperature over the neighbours' key similarities
     blend: float = 0.0  # weight of the instance's own embedding (1 = memory ignored)
     min_points: int = 100  # training instances with fewer points are not stored
+    # a lookup of known objects: an instance whose nearest key is less similar than this
+    # keeps the embedding head's own output (an object unlike every training instance is
+    # named from its own embedding, not from the nearest stranger); -1 = always look up
+    min_similarity: float = -1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,6 +207,14 @@ class TrainConfig:
     init_weights: str = ""  # start from these student weights (.pt), e.g. a first stage
     # --- a change of world (train.train.augment_world): what other rooms, sensors and maps do
     fused_map_p: float = 0.5  # share of samples drawn from the scene's fused map (node's view)
+    # other worlds of the room (train.worlds, cached beside each scene): a share of samples
+    # from its map fused through a noisier depth sensor, and from its meshes sampled evenly
+    # (hidden surfaces too); the rest are the scan itself. 0 = not built, not used.
+    noisy_map_p: float = 0.0
+    mesh_sampled_p: float = 0.0
+    mesh_spacing: tuple[float, float] = (0.015, 0.045)  # mesh samples this far apart (m)
+    noisy_map_noise: tuple[float, float] = (0.5, 2.5)  # k: k x the sensor's noise added again
+    noisy_map_holes: tuple[float, float] = (0.0, 0.15)  # share of depth pixels lost
     augment_world: bool = True  # the augmentations below; False = crop, rotate, jitter only
     aug_tilt_deg: float = 4.0  # gravity tilt up to this (the floor frame must undo it)
     aug_z_shift: float = 0.6  # floor height moved by up to +- this (metres)

@@ -43,6 +43,7 @@ def label_embeddings(
     text_embeddings: np.ndarray,
     top_k: int = 3,
     temperature: float = 0.01,
+    score_map: tuple[float, float] = (1.0, 0.0),
 ) -> Labelling:
     """Label instance embeddings [K, D] against text embeddings [M, D].
 
@@ -50,7 +51,9 @@ def label_embeddings(
     "how sure among these words". The student's temperature is fitted on dev rooms so that
     its scores are calibrated (``StudentConfig.label_temperature``, set by ``folk-calibrate``;
     pass ``segmenter.cfg.label_temperature``); 0.01, the default, is the uncalibrated
-    CLIP-like value that the teacher pipeline keeps.
+    CLIP-like value that the teacher pipeline keeps. ``score_map`` is the weights' Platt
+    map of the scores (``StudentConfig.label_score_map``, ``calibrated_scores``); it changes
+    the scores, never their order.
     """
     emb = normalize(np.atleast_2d(embeddings))
     txt = normalize(np.atleast_2d(text_embeddings))
@@ -69,21 +72,39 @@ def label_embeddings(
     prob = np.exp(logits)
     prob /= prob.sum(axis=1, keepdims=True)
     order = np.argsort(-prob, axis=1, kind="stable")[:, :k]
-    topk_score = np.take_along_axis(prob, order, axis=1).astype(np.float32)
+    topk_score = calibrated_scores(np.take_along_axis(prob, order, axis=1), score_map)
     return Labelling(order[:, 0], topk_score[:, 0], order, topk_score, sim.astype(np.float32))
+
+
+def calibrated_scores(prob: np.ndarray, score_map: tuple[float, float] = (1.0, 0.0)
+                      ) -> np.ndarray:
+    """Softmax scores mapped by a Platt map (a, b): sigmoid(a logit(p) + b), float32.
+
+    Fitted on dev rooms after the temperature (``folk-calibrate``): a monotone map, so
+    rankings and thresholds keep their order; (1, 0) returns the scores unchanged.
+    """
+    p = np.asarray(prob, np.float64)
+    a, b = (float(v) for v in score_map)
+    if a == 1.0 and b == 0.0:
+        return p.astype(np.float32)
+    q = np.clip(p, 1e-12, 1 - 1e-12)
+    z = a * (np.log(q) - np.log1p(-q)) + b
+    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
 
 
 def phrase_scores(embeddings: np.ndarray, phrase_embedding: np.ndarray,
                   text_embeddings: np.ndarray, temperature: float = 0.01,
-                  same_cos: float = 0.999) -> np.ndarray:
+                  same_cos: float = 0.999,
+                  score_map: tuple[float, float] = (1.0, 0.0)) -> np.ndarray:
     """Probability [K] that a free-text phrase, rather than any word of the vocabulary, names
     each instance: the phrase's share of softmax(similarity / ``temperature``) over the
     phrase and the vocabulary's words (a word whose text embedding is the phrase's, cosine
     above ``same_cos``, is left out so that it does not split the phrase's share).
 
     With the student's calibrated temperature this is a score a user can threshold, on the
-    same scale as the label scores; ranking by it ranks by the calibrated similarity. An
-    empty vocabulary gives 1 for every instance (nothing competes with the phrase).
+    same scale as the label scores (``score_map``, as ``label_embeddings``); ranking by it
+    ranks by the calibrated similarity. An empty vocabulary gives 1 for every instance
+    (nothing competes with the phrase).
     """
     emb = normalize(np.atleast_2d(embeddings))
     if len(embeddings) == 0:
@@ -95,7 +116,7 @@ def phrase_scores(embeddings: np.ndarray, phrase_embedding: np.ndarray,
     logits /= temperature
     logits -= logits.max(axis=1, keepdims=True)
     prob = np.exp(logits)
-    return (prob[:, 0] / prob.sum(axis=1)).astype(np.float32)
+    return calibrated_scores(prob[:, 0] / prob.sum(axis=1), score_map)
 
 
 def vocabulary_from_strings(labels: Sequence[str]) -> list[str]:

@@ -254,15 +254,18 @@ class FolkNode(Node):
         if callable(warm_up):
             warm_up()
         mem = getattr(self.backend.segmenter, "memory", None)
-        # Label scores and query scores are softmaxes at the weights' calibrated temperature
-        # (folk-calibrate fits it on dev rooms), so a 0.9 is right about 9 times in 10.
+        # Label scores and query scores are softmaxes at the weights' calibrated temperature,
+        # mapped by their Platt map (folk-calibrate fits both on dev rooms), so a 0.9 is
+        # right about 9 times in 10.
         self.label_temperature = label_temperature(self.backend.segmenter)
+        self.label_score_map = label_score_map(self.backend.segmenter)
         calibrated = bool(self.backend.manifest.get("calibration"))
         self.get_logger().info(
             f"model ready in {time.perf_counter() - t0:.1f} s: encoder {self.encoder_name}, "
             f"{len(self.vocab.labels)} labels, instance memory "
             f"{f'{len(mem)} entries (k={mem.cfg.k})' if mem is not None else 'none'}, "
-            f"label temperature {self.label_temperature:.4g} "
+            f"label temperature {self.label_temperature:.4g}, score map "
+            f"({self.label_score_map[0]:.3g}, {self.label_score_map[1]:.3g}) "
             f"({'calibrated by folk-calibrate' if calibrated else 'not calibrated: the default'})"
         )
 
@@ -726,7 +729,8 @@ class FolkNode(Node):
     def _publish_locked(self, result: RunResult) -> None:
         labels, text_emb = self.vocab.current()
         lab = label_embeddings(result.embeddings, text_emb, top_k=self.p["top_k"],
-                               temperature=self.label_temperature)
+                               temperature=self.label_temperature,
+                               score_map=self.label_score_map)
         header = self._output_header(result.stamp_ns)
         msg = InstanceArray(header=header, vocabulary=labels, encoder=self.encoder_name,
                             run=result.run, inference_seconds=float(result.seconds))
@@ -844,9 +848,10 @@ class FolkNode(Node):
         instance order, scores, each instance's best label index)."""
         labels, text_emb = self.vocab.current()
         order, scores = rank_query(last.embeddings, self.vocab.phrase(phrase), text_emb,
-                                   self.label_temperature, top_k)
+                                   self.label_temperature, top_k, self.label_score_map)
         lab = label_embeddings(last.embeddings, text_emb, top_k=1,
-                               temperature=self.label_temperature)
+                               temperature=self.label_temperature,
+                               score_map=self.label_score_map)
         return labels, order, scores, lab.label_index
 
     def _srv_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
@@ -944,6 +949,7 @@ class FolkNode(Node):
             "camera_info_frames": ",".join(sorted(self._infos)),
             "pose_source": self.p["pose_source"] + self._pose_detail,
             "label_temperature": self.label_temperature,
+            "label_score_map": ",".join(f"{v:.4g}" for v in self.label_score_map),
             "torch_threads": self.torch_threads,
             "segment_nice": self.worker.nice_applied,
             "texts_cached": self.vocab.cached_texts,
@@ -998,15 +1004,27 @@ def label_temperature(segmenter: Any) -> float:
     return t
 
 
+def label_score_map(segmenter: Any) -> tuple[float, float]:
+    """The Platt map (a, b) of the weights' label scores (``StudentConfig.label_score_map``,
+    fitted with the temperature by ``folk-calibrate``). Raises StartupError unless both are
+    finite and a > 0: a map that is not increasing would turn rankings and thresholds over."""
+    a, b = (float(v) for v in segmenter.cfg.label_score_map)
+    if not (np.isfinite(a) and np.isfinite(b) and a > 0):
+        raise StartupError(f"the weights' student.label_score_map is ({a}, {b}); it must be "
+                           "finite with a > 0 (rerun folk-calibrate --write on the weights)")
+    return a, b
+
+
 def rank_query(embeddings: np.ndarray, phrase_embedding: np.ndarray, text_embeddings: np.ndarray,
-               temperature: float, top_k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+               temperature: float, top_k: int = 0,
+               score_map: tuple[float, float] = (1.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
     """Instances ranked for a free-text phrase, best first (ties keep instance order), with
     their scores: the calibrated probability that the phrase, rather than any word of the
     active vocabulary, names each instance (``folk_model.labelling.phrase_scores``), so a user
     can threshold it like a label score; a raw cosine has no such meaning. ``top_k`` 0 = all.
     Returns (indices into ``embeddings`` int64 [n], scores float32 [n])."""
     scores = phrase_scores(embeddings, phrase_embedding, text_embeddings,
-                           temperature=temperature)
+                           temperature=temperature, score_map=score_map)
     order = np.argsort(-scores, kind="stable")
     if top_k > 0:
         order = order[:top_k]

@@ -8,12 +8,15 @@ Every evaluated ground-truth instance of the rooms (not a stuff class, at least
 (``StudentSegmenter.embed_masks``, with the weights' instance memory unless ``--no-memory``)
 and compared with the vocabulary's text embeddings (the classes ``folk-eval`` uses). The
 temperature T minimising the negative log-likelihood of the true class is found by a 1-D
-search over log T (``folk_model.eval.calibration``). It prints the expected calibration error
+search over log T (``folk_model.eval.calibration``); then the Platt map (a, b) of the top-1
+scores at T (``fit_score_map``: one temperature left the scores too unsure low and too sure
+high). It prints the expected calibration error
 (15 bins), NLL and top-1 before (the weights' current ``label_temperature``) and after, and a
 2-fold check across rooms (T fitted on half the rooms, ECE measured on the other half). It
 writes ``calibration.json``, ``reliability_before.png`` and ``reliability_after.png`` into
-``--out``; ``--write`` stores T in the weights (``student.label_temperature`` of the
-manifest, .pt and .json both) together with a ``calibration`` record.
+``--out``; ``--write`` stores T and the map in the weights (``student.label_temperature`` and
+``student.label_score_map`` of the manifest, .pt and .json both) together with a
+``calibration`` record.
 
 Rooms made from the frozen test mesh pool (meta.json ``split: test``) are refused: choosing a
 setting on them would flatter the figures they report.
@@ -64,29 +67,45 @@ def embed_ground_truth(segmenter: Any, scene: Any, vocabulary: list[str],
     return emb, [str(labels[i]) for i in keep]
 
 
+def fit(sim: np.ndarray, target: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """(T, Platt map) of the label scores: T minimising the NLL of the true class, then the
+    map (a, b) of the top-1 scores at T fitted to whether they were right."""
+    from folk_model.eval.calibration import fit_score_map, fit_temperature, top1
+
+    t = fit_temperature(sim, target)
+    return t, fit_score_map(*top1(sim, target, t))
+
+
 def _two_fold(sim: np.ndarray, target: np.ndarray, scene_of: np.ndarray,
               bins: int) -> dict[str, Any]:
-    """Temperature fitted on alternate rooms, ECE measured on the others (both ways, pooled):
-    how calibrated the scores are on rooms the fit never saw."""
-    from folk_model.eval.calibration import fit_temperature, probabilities, reliability_bins
+    """Temperature and map fitted on alternate rooms, ECE measured on the others (both ways,
+    pooled): how calibrated the scores are on rooms the fit never saw."""
+    from folk_model.eval.calibration import reliability_bins, top1
+    from folk_model.labelling import calibrated_scores
 
     scenes = np.unique(scene_of)
     if len(scenes) < 2:
         return {}
     fold = np.isin(scene_of, scenes[::2])
-    conf, ok, temps = [], [], []
+    conf, ok, conf_t, temps, maps = [], [], [], [], []
     for test in (fold, ~fold):
-        t = fit_temperature(sim[~test], target[~test])
-        p = probabilities(sim[test], t)
-        conf.append(p.max(1))
-        ok.append(p.argmax(1) == target[test])
+        t, m = fit(sim[~test], target[~test])
+        c, k = top1(sim[test], target[test], t)
+        conf_t.append(c)
+        conf.append(calibrated_scores(c, m).astype(np.float64))
+        ok.append(k)
         temps.append(t)
+        maps.append(list(m))
     rel = reliability_bins(np.concatenate(conf), np.concatenate(ok), bins)
-    return {"temperatures": temps, "ece": rel["ece"], "instances": rel["instances"]}
+    rel_t = reliability_bins(np.concatenate(conf_t), np.concatenate(ok), bins)
+    return {"temperatures": temps, "score_maps": maps, "ece": rel["ece"],
+            "ece_temperature_only": rel_t["ece"], "instances": rel["instances"]}
 
 
 def _fmt_stats(name: str, s: dict[str, Any]) -> str:
-    return (f"{name:<7} T = {s['temperature']:<9.4g} ECE {100 * s['ece']:5.1f}%  "
+    a, b = s["score_map"]
+    return (f"{name:<7} T = {s['temperature']:<9.4g} map ({a:.3g}, {b:.3g})  "
+            f"ECE {100 * s['ece']:5.1f}%  "
             f"NLL {s['nll']:.3f}  top-1 {100 * s['top1']:5.1f}%  "
             f"mean score {100 * s['mean_confidence']:5.1f}%  ({s['instances']} instances)")
 
@@ -123,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from folk_model.data.loader import SceneError, load_scene
-    from folk_model.eval.calibration import calibration_stats, fit_temperature, plot_reliability
+    from folk_model.eval.calibration import calibration_stats, plot_reliability
     from folk_model.eval.cli import evaluation_vocabulary
     from folk_model.labelling import normalize
     from folk_model.student import WeightsError, load_weights
@@ -188,16 +207,20 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("no evaluated ground-truth instance in these rooms: nothing to fit")
         return 2
     t_before = float(segmenter.cfg.label_temperature)
-    t_after = fit_temperature(sim, target)
-    before = calibration_stats(sim, target, t_before, args.bins)
-    after = calibration_stats(sim, target, t_after, args.bins)
+    map_before = tuple(segmenter.cfg.label_score_map)
+    t_after, map_after = fit(sim, target)
+    before = calibration_stats(sim, target, t_before, args.bins, map_before)
+    after_t = calibration_stats(sim, target, t_after, args.bins)
+    after = calibration_stats(sim, target, t_after, args.bins, map_after)
     is_novel = np.array([c in set(novel) for c in classes], bool)
     groups = {}
     for gname, mask in (("base", ~is_novel), ("novel", is_novel)):
         if mask.any():
-            groups[gname] = {k: {m: calibration_stats(sim[mask], target[mask], t, args.bins)[m]
+            groups[gname] = {k: {m: calibration_stats(sim[mask], target[mask], t, args.bins,
+                                                      sm)[m]
                                  for m in ("ece", "nll", "top1", "instances")}
-                             for k, t in (("before", t_before), ("after", t_after))}
+                             for k, t, sm in (("before", t_before, map_before),
+                                              ("after", t_after, map_after))}
     cv = _two_fold(sim, target, np.array(scene_of), args.bins)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -208,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     plot_reliability(before["reliability"], out / "reliability_before.png",
                      f"student label scores, T = {t_before:.4g} (before; {what})")
     plot_reliability(after["reliability"], out / "reliability_after.png",
-                     f"student label scores, T = {t_after:.4g} (fitted; {what})")
+                     f"student label scores, T = {t_after:.4g}, map ({map_after[0]:.3g}, "
+                     f"{map_after[1]:.3g}) (fitted; {what})")
     record = {"temperature": t_after, "previous_temperature": t_before,
+              "score_map": list(map_after), "previous_score_map": list(map_before),
+              "ece_temperature_only": after_t["ece"],
               "data_roots": [str(r) for r in args.data_root], "split": args.split,
               "scenes": [sc.name for sc in scenes], "instances": len(target), "memory": memory,
               "meshes": mesh_filter,
@@ -217,22 +243,26 @@ def main(argv: list[str] | None = None) -> int:
               "nll_before": before["nll"], "nll_after": after["nll"], "top1": after["top1"],
               "ece_two_fold": cv.get("ece")}
     summary = {**record, "weights": str(args.weights), "encoder": encoder.info(),
-               "vocabulary": vocab, "novel": novel, "before": before, "after": after,
+               "vocabulary": vocab, "novel": novel, "before": before,
+               "after_temperature_only": after_t, "after": after,
                "groups": groups, "two_fold": cv, "written": bool(args.write)}
     (out / "calibration.json").write_text(json.dumps(summary, indent=1))
     print(_fmt_stats("before", before))
+    print(_fmt_stats("T only", after_t))
     print(_fmt_stats("after", after))
     for gname, g in groups.items():
         print(f"  {gname:<6} ECE {100 * g['before']['ece']:5.1f}% -> "
               f"{100 * g['after']['ece']:5.1f}%  ({g['after']['instances']} instances)")
     if cv:
         print(f"  2-fold across rooms (fit on half, measured on the other): ECE "
-              f"{100 * cv['ece']:.1f}% (T {cv['temperatures'][0]:.4g} / "
-              f"{cv['temperatures'][1]:.4g})")
+              f"{100 * cv['ece']:.1f}% (T only: {100 * cv['ece_temperature_only']:.1f}%; "
+              f"T {cv['temperatures'][0]:.4g} / {cv['temperatures'][1]:.4g})")
     if args.write:
-        student = {**manifest["student"], "label_temperature": t_after}
+        student = {**manifest["student"], "label_temperature": t_after,
+                   "label_score_map": list(map_after)}
         update_manifest(args.weights, student=student, calibration=record)
-        print(f"wrote label_temperature {t_after:.4g} into {args.weights} and its manifest")
+        print(f"wrote label_temperature {t_after:.4g} and label_score_map "
+              f"({map_after[0]:.4g}, {map_after[1]:.4g}) into {args.weights} and its manifest")
     logger.info("wrote %s, reliability_before.png, reliability_after.png",
                 out / "calibration.json")
     return 0

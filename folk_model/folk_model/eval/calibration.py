@@ -1,5 +1,5 @@
-"""Calibration of label scores: expected calibration error, reliability diagrams, and the
-softmax temperature that makes a score of 0.9 right about 9 times in 10.
+"""Calibration of label scores: expected calibration error, reliability diagrams, the
+softmax temperature and the Platt map that make a score of 0.9 right about 9 times in 10.
 
 A label score is the softmax over an instance's cosine similarities to the vocabulary's words
 divided by a temperature T (``labelling.label_embeddings``). A low T (0.01) makes nearly every
@@ -88,6 +88,38 @@ def fit_temperature(sim: np.ndarray, target: np.ndarray, t_min: float = T_MIN,
     return float(math.exp(best if f(best) <= vals[i] else xs[i]))
 
 
+def fit_score_map(confidence: np.ndarray, correct: np.ndarray, l2: float = 1e-3,
+                  iters: int = 100) -> tuple[float, float]:
+    """Platt scaling of top-1 scores: (a, b) maximising the likelihood of ``correct`` [N]
+    under sigmoid(a logit(confidence) + b) (``labelling.calibrated_scores``).
+
+    Why after the temperature: T fits the whole softmax, but the top-1 score alone was not
+    monotone in accuracy (under-confident low, over-confident high); a and b bend the top-1
+    score without changing any ranking. Newton's method on the 2-parameter logistic NLL with a
+    small ``l2`` pull towards (1, 0), so that a sample where every score is right (or wrong)
+    gives a finite map.
+    """
+    conf = np.clip(np.asarray(confidence, np.float64).reshape(-1), 1e-12, 1 - 1e-12)
+    y = np.asarray(correct, np.float64).reshape(-1)
+    if len(conf) != len(y) or len(conf) == 0:
+        raise ValueError(f"fit_score_map needs N > 0 scores and N flags, got {len(conf)}, "
+                         f"{len(y)}")
+    X = np.stack([np.log(conf) - np.log1p(-conf), np.ones_like(conf)], 1)
+    w = np.array([1.0, 0.0])
+    prior = w.copy()
+    n = len(y)
+    for _ in range(iters):
+        z = X @ w
+        q = 0.5 * (1 + np.tanh(0.5 * z))
+        grad = X.T @ (q - y) / n + l2 * (w - prior)
+        hess = (X * (q * (1 - q))[:, None]).T @ X / n + l2 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w = w - step
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(w[0]), float(w[1])
+
+
 def reliability_bins(confidence: np.ndarray, correct: np.ndarray,
                      bins: int = DEFAULT_BINS) -> dict[str, Any]:
     """Per-bin statistics of top-1 confidences [N] and whether each top-1 was right [N].
@@ -128,17 +160,31 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray,
     return reliability_bins(confidence, correct, bins)["ece"]
 
 
+def top1(sim: np.ndarray, target: np.ndarray, temperature: float
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """(top-1 softmax score [N], top-1 right [N]) of similarities [N, C] at ``temperature``."""
+    sim = np.asarray(sim, np.float64)
+    if len(sim) == 0:
+        return np.zeros(0), np.zeros(0, bool)
+    prob = probabilities(sim, temperature)
+    return prob.max(axis=1), prob.argmax(axis=1) == np.asarray(target, np.int64)
+
+
 def calibration_stats(sim: np.ndarray, target: np.ndarray, temperature: float,
-                      bins: int = DEFAULT_BINS) -> dict[str, Any]:
+                      bins: int = DEFAULT_BINS,
+                      score_map: tuple[float, float] = (1.0, 0.0)) -> dict[str, Any]:
     """ECE, NLL, top-1 and the reliability bins of the top-1 label scores of similarities
-    [N, C] with true classes [N] at ``temperature``."""
+    [N, C] with true classes [N] at ``temperature``, mapped by ``score_map`` (NLL: of the
+    softmax at T)."""
+    from folk_model.labelling import calibrated_scores
+
     sim = np.asarray(sim, np.float64)
     target = np.asarray(target, np.int64)
-    prob = probabilities(sim, temperature) if len(sim) else np.zeros((0, 1))
-    top = prob.argmax(axis=1) if len(sim) else np.zeros(0, np.int64)
-    conf = prob.max(axis=1) if len(sim) else np.zeros(0)
-    rel = reliability_bins(conf, top == target, bins)
-    return {"temperature": float(temperature), "ece": rel["ece"], "mce": rel["mce"],
+    conf, ok = top1(sim, target, temperature)
+    conf = calibrated_scores(conf, score_map).astype(np.float64)
+    rel = reliability_bins(conf, ok, bins)
+    return {"temperature": float(temperature), "score_map": [float(v) for v in score_map],
+            "ece": rel["ece"], "mce": rel["mce"],
             "nll": nll(sim, target, temperature), "top1": rel["accuracy_all"],
             "mean_confidence": rel["confidence_all"], "instances": rel["instances"],
             "reliability": rel}

@@ -116,8 +116,9 @@ def evaluate_scenes(
     ev_s = InstanceAPEvaluator(vocabulary, novel, min_region_size, class_groups)
     ev_t = InstanceAPEvaluator(vocabulary, novel, min_region_size, class_groups)
     student_t = float(getattr(segmenter.cfg, "label_temperature", 0.01))
+    student_map = tuple(getattr(segmenter.cfg, "label_score_map", (1.0, 0.0)))
     rec = {"student": RecognitionEvaluator(vocabulary, text_embeddings, novel,
-                                           temperature=student_t),
+                                           temperature=student_t, score_map=student_map),
            "teacher": RecognitionEvaluator(vocabulary, text_embeddings, novel)}
     run = EvalRun({}, None)
     keys = ["student_segment", "student_label", "student_total", "teacher_2d", "teacher_total"]
@@ -136,7 +137,7 @@ def evaluate_scenes(
         masks = [i.point_indices for i in res.instances]
         prop_score = np.array([i.score for i in res.instances], np.float32)
         lab = label_embeddings(res.embeddings(segmenter.embed_dim), text_embeddings,
-                               temperature=student_t)
+                               temperature=student_t, score_map=student_map)
         s_labels = [vocabulary[int(i)] for i in lab.label_index]
         t2 = time.perf_counter()
         outputs = SceneOutputs(masks, s_labels, prop_score * lab.score)

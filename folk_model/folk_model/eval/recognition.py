@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from folk_model.labelling import label_embeddings
+from folk_model.labelling import calibrated_scores, label_embeddings
 
 
 class RecognitionEvaluator:
@@ -34,16 +34,20 @@ class RecognitionEvaluator:
         top_k: the wider accuracy reported beside top-1.
         temperature: softmax temperature of the label scores (the student's
             ``cfg.label_temperature``); only the calibration figures depend on it.
+        score_map: the Platt map of the scores (``cfg.label_score_map``); ECE and the
+            reliability diagram are of the mapped scores, NLL of the softmax at T.
     """
 
     def __init__(self, vocabulary: Sequence[str], text_embeddings: np.ndarray,
                  novel: Sequence[str] = (), top_k: int = 5,
-                 temperature: float = 0.01) -> None:
+                 temperature: float = 0.01,
+                 score_map: tuple[float, float] = (1.0, 0.0)) -> None:
         self.vocabulary = list(vocabulary)
         self.text = np.asarray(text_embeddings, np.float32)
         self.novel = set(novel)
         self.top_k = top_k
         self.temperature = float(temperature)
+        self.score_map = (float(score_map[0]), float(score_map[1]))
         self.reset()
 
     def reset(self) -> None:
@@ -70,7 +74,8 @@ class RecognitionEvaluator:
             self._cls.append(gt_labels[i])
             self._rank.append(r if has else -1)
             self._pred.append(self.vocabulary[int(lab.topk_index[j][0])] if has else "")
-            self._conf.append(float(lab.topk_score[j][0]))
+            self._conf.append(float(calibrated_scores(lab.topk_score[j][:1],
+                                                      self.score_map)[0]))
             self._p_true.append(float(lab.topk_score[j][r]))
 
     def evaluate(self) -> dict[str, Any]:
@@ -116,6 +121,7 @@ class RecognitionEvaluator:
 
         rel = reliability_bins(np.array(self._conf), np.array(self._rank) == 0)
         p = np.clip(np.array(self._p_true, np.float64), 1e-12, 1.0)
-        return {"temperature": self.temperature, "ece": rel["ece"], "mce": rel["mce"],
+        return {"temperature": self.temperature, "score_map": list(self.score_map),
+                "ece": rel["ece"], "mce": rel["mce"],
                 "nll": float(-np.mean(np.log(p))) if len(p) else float("nan"),
                 "mean_confidence": rel["confidence_all"], "reliability": rel}

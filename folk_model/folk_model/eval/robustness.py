@@ -190,20 +190,22 @@ def with_ceiling(room: Any, scan: Cloud) -> Cloud:
 
 
 # ------------------------------------------------------------------------ sensor changes
-def fused_map(scene: Any, extra_noise: bool = False, seed: int = 0) -> Cloud:
+def fused_map(scene: Any, extra_noise: float = 0.0, holes: float = 0.0,
+              seed: int = 0) -> Cloud:
     """The room as the node maps it: its frames through ``VoxelMap``; with ``extra_noise``
-    the depth gets twice the sensor's noise again and 10% more holes first."""
+    = k the depth first gets k times the sensor model's noise again (sigma growing with depth
+    squared, as ``folk-synth``'s sensor has it) and a share ``holes`` of its pixels lost."""
     rng = np.random.default_rng(seed)
 
     def noisy(depth: np.ndarray, _fid: int) -> np.ndarray:
         z = depth.copy()
         ok = z > 0
-        sigma = 2 * (0.0012 + 0.0019 * (z - 0.4) ** 2)
+        sigma = extra_noise * (0.0012 + 0.0019 * (z - 0.4) ** 2)
         z[ok] += (rng.standard_normal(int(ok.sum())) * sigma[ok]).astype(np.float32)
-        z[rng.random(z.shape) < 0.1] = 0
+        z[rng.random(z.shape) < holes] = 0
         return z
 
-    f = fuse_scene(scene, depth_fn=noisy if extra_noise else None)
+    f = fuse_scene(scene, depth_fn=noisy if extra_noise > 0 or holes > 0 else None)
     return Cloud(f.points, f.colors, f.instance_ids, f.semantic_ids)
 
 
@@ -240,7 +242,8 @@ VARIANTS: dict[str, tuple[Variant, bool]] = {
     "slab floor 20 cm": (lambda s, r, c: slab_floor(r, c), True),
     "ceiling added": (lambda s, r, c: with_ceiling(r, c), True),
     "fused map (node)": (lambda s, r, c: fused_map(s), False),
-    "fused map, 3x noise + holes": (lambda s, r, c: fused_map(s, extra_noise=True), False),
+    "fused map, 3x noise + holes": (lambda s, r, c: fused_map(s, extra_noise=2.0, holes=0.1),
+                                    False),
     "single RGB-D frame": (lambda s, r, c: single_frame(s), False),
 }
 

@@ -270,6 +270,8 @@ class StudentSegmenter:
     def label(self, result: SegmentationResult, text_embeddings: np.ndarray,
               top_k: int = 3) -> Labelling:
         """Name the instances of ``result`` with text embeddings [M, D] (cosine similarity;
-        scores at the weights' calibrated temperature, ``cfg.label_temperature``)."""
+        scores calibrated as the weights say: ``cfg.label_temperature`` and
+        ``cfg.label_score_map``)."""
         return label_embeddings(result.embeddings(self.embed_dim), text_embeddings, top_k=top_k,
-                                temperature=self.cfg.label_temperature)
+                                temperature=self.cfg.label_temperature,
+                                score_map=self.cfg.label_score_map)

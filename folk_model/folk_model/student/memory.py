@@ -39,6 +39,9 @@ class InstanceMemory:
             raise ValueError(f"memory k must be >= 1, got {self.cfg.k}")
         if not 0.0 <= self.cfg.blend <= 1.0:
             raise ValueError(f"memory blend must be in [0, 1], got {self.cfg.blend}")
+        if not -1.0 <= self.cfg.min_similarity <= 1.0:
+            raise ValueError(f"memory min_similarity must be in [-1, 1], got "
+                             f"{self.cfg.min_similarity}")
         if self.cfg.temperature <= 0:
             raise ValueError(f"memory temperature must be > 0, got {self.cfg.temperature}")
 
@@ -65,4 +68,17 @@ class InstanceMemory:
         sim, idx = (e @ self.keys.t()).topk(min(self.cfg.k, len(self)), dim=1)
         w = torch.softmax(sim / self.cfg.temperature, dim=1)
         nb = F.normalize((w.unsqueeze(2) * self.values[idx]).sum(1), dim=1)
-        return F.normalize(self.cfg.blend * e + (1.0 - self.cfg.blend) * nb, dim=1)
+        out = F.normalize(self.cfg.blend * e + (1.0 - self.cfg.blend) * nb, dim=1)
+        known = self.known(sim[:, 0])
+        return torch.where(known.unsqueeze(1), out, e)
+
+    def known(self, nearest: torch.Tensor) -> torch.Tensor:
+        """bool [K]: instances whose nearest key similarity ``nearest`` is high enough for the
+        lookup (``cfg.min_similarity``); the others keep their own embedding."""
+        return nearest >= self.cfg.min_similarity
+
+    def nearest_similarity(self, emb: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity [K] of each unit embedding to its nearest key."""
+        if emb.shape[0] == 0 or len(self) == 0:
+            return torch.full((emb.shape[0],), -1.0)
+        return (F.normalize(emb.float(), dim=1) @ self.keys.t()).max(1).values

@@ -64,6 +64,9 @@ def read_config(path: str | Path) -> tuple[TrainConfig, StudentConfig, VLConfig,
 
 def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> dict[str, Any]:
     """Load the training scenes and teacher targets; returns kwargs for ``train``."""
+    import numpy as np
+    from tqdm import tqdm
+
     from folk_model.data.loader import load_scene
     from folk_model.train.data import (
         base_vocabulary,
@@ -74,6 +77,7 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
         scene_dirs,
     )
     from folk_model.train.train import build_train_scene
+    from folk_model.train.worlds import make_worlds
     from folk_model.vl import create_vl_encoder
 
     classes, _ = read_classes(cfg.data_root)
@@ -91,7 +95,7 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
     if cfg.max_scenes:
         dirs = dirs[: cfg.max_scenes]
     scenes, sources, meshes = [], {}, set()
-    for d in dirs:
+    for d in tqdm(dirs, desc="training rooms", unit="room", disable=len(dirs) < 10):
         sc = load_scene(d)
         refuse_test_scene(sc.meta, sc.name, "training")
         meshes |= {o["model"] for o in sc.meta.get("objects", []) if o.get("model")}
@@ -104,11 +108,16 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
                                        cfg.stuff_classes, cfg.consistency_fallback,
                                        cfg.unlabelled_targets, cfg.consensus_min_cos)
         ts.fused = load_fused_cloud(d, keep_ids=set(ts.inst_class))
+        if cfg.noisy_map_p > 0 or cfg.mesh_sampled_p > 0:
+            keep = list(ts.inst_class)
+            ts.worlds = {k: (p, c, np.where(np.isin(i, keep), i, 0).astype(np.int32))
+                         for k, (p, c, i) in make_worlds(sc, d, cfg).items()}
         scenes.append(ts)
         for k, v in counts.items():
             sources[k] = sources.get(k, 0) + v
-    logger.info("%d training scenes (%d with a fused map), %d classes; distillation targets "
-                "by source: %s", len(scenes), sum(s.fused is not None for s in scenes),
+    logger.info("%d training scenes (%d with a fused map, %s), %d classes; distillation "
+                "targets by source: %s", len(scenes), sum(s.fused is not None for s in scenes),
+                {k: sum(k in s.worlds for s in scenes) for k in ("mesh", "noisy_map")},
                 len(vocab), sources)
     concept_emb = None
     if cfg.concepts:

@@ -36,7 +36,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from folk_model.student.proposals import cluster_voxels, mask_iou_matrix
 from folk_model.student.weights import save_weights
 from folk_model.train import losses
 from folk_model.train.consistency import distill_targets
+from folk_model.train.worlds import thin_to_spacing
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class TrainScene:
         inst_target: instance id -> float32 [D] unit distillation target (absent: none).
         fused: the same room as the node sees it, (points, colors, instance) of the map fused
             from its noisy frames (``folk-synth``'s ``_fused.ply``), or None.
+        worlds: other worlds of the room (``train.worlds``): "mesh" (its meshes sampled
+            evenly) and "noisy_map" (fused through a noisier sensor), each (points, colors,
+            instance); absent when not built.
     """
 
     name: str
@@ -86,6 +90,7 @@ class TrainScene:
     inst_class: dict[int, int]
     inst_target: dict[int, np.ndarray]
     fused: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    worlds: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def build_train_scene(
@@ -149,8 +154,17 @@ def crop_and_augment(scene: TrainScene, crop_points: int, rng: np.random.Generat
     Returns (points [n, 3], colors [n, 3] uint8, instance [n])."""
     cfg = cfg or TrainConfig(fused_map_p=0.0, augment_world=False)
     pts, col, ins = scene.points, scene.colors, scene.instance
-    if scene.fused is not None and rng.random() < cfg.fused_map_p:
-        pts, col, ins = scene.fused
+    u = rng.random()
+    if u < cfg.fused_map_p:
+        if scene.fused is not None:
+            pts, col, ins = scene.fused
+    elif u < cfg.fused_map_p + cfg.noisy_map_p:
+        if "noisy_map" in scene.worlds:
+            pts, col, ins = scene.worlds["noisy_map"]
+    elif u < cfg.fused_map_p + cfg.noisy_map_p + cfg.mesh_sampled_p and "mesh" in scene.worlds:
+        lo, hi = cfg.mesh_spacing
+        pts, col, ins = thin_to_spacing(*scene.worlds["mesh"], lo,
+                                        float(np.exp(rng.uniform(np.log(lo), np.log(hi)))), rng)
     if len(pts) > crop_points:
         c = pts[rng.integers(len(pts))]
         d = np.abs(pts[:, :2] - c[:2]).max(1)
