@@ -132,6 +132,7 @@ def test_memory_round_trip_through_weights(tmp_path) -> None:
     with_mem = tmp_path / "mem.pt"
     man = attach_memory(plain, mem, {"scenes": 1}, with_mem)
     assert man["memory"] == {"k": 3, "temperature": 0.05, "blend": 0.2, "min_points": 100,
+                             "min_similarity": -1.0,
                              "size": 7, "built_from": {"scenes": 1}}
     got, man2 = load_weights(with_mem, "cpu", expect=INFO)
     assert got.memory is not None and got.memory.cfg == mem.cfg
