@@ -88,6 +88,29 @@ def test_proposals_do_not_depend_on_where_the_floor_is(synth_scene: Path) -> Non
         assert float(np.mean(iou.max(1))) >= 0.6
 
 
+def test_robustness_report_rows_carry_the_largest_gt_object(synth_scene: Path) -> None:
+    """The robustness runner on the tiny room: per variant AP, proposals and the largest GT
+    object's share of the cloud beside the largest proposal's (a cloud with almost no floor
+    and walls has single objects over a quarter of its points)."""
+    from folk_model.eval.robustness import markdown_table, report_rows, run_variants
+    from folk_model.student import load_weights
+
+    seg, _ = load_weights(WEIGHTS, "cpu")
+    scene = load_scene(synth_scene)
+    classes = sorted(set(scene.instance_labels().values()))
+    res = run_variants(seg, [scene], classes, ["clean scan", "coarse floor/wall grid 0.5 m"],
+                       progress=False)
+    rows = {r["variant"]: r for r in report_rows(res)}
+    clean, coarse = rows["clean scan"], rows["coarse floor/wall grid 0.5 m"]
+    assert clean["ratio_to_clean"] == pytest.approx(1.0)
+    ids, cnt = np.unique(scene.instance_ids[scene.instance_ids > 0], return_counts=True)
+    assert clean["gt_max_share"] == pytest.approx(cnt.max() / len(scene.points))
+    # fewer structure points, the same objects: each object is a larger share
+    assert coarse["gt_max_share"] > clean["gt_max_share"]
+    assert 0 < coarse["max_share"] <= 1
+    assert "largest GT object" in markdown_table(list(rows.values()))
+
+
 def test_world_augmentation_keeps_points_and_instances_aligned() -> None:
     from student_toy import toy_room
 
