@@ -64,12 +64,12 @@ def read_config(path: str | Path) -> tuple[TrainConfig, StudentConfig, VLConfig,
 
 def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> dict[str, Any]:
     """Load the training scenes and teacher targets; returns kwargs for ``train``."""
-    import numpy as np
     from tqdm import tqdm
 
     from folk_model.data.loader import load_scene
     from folk_model.train.data import (
         base_vocabulary,
+        keep_instances,
         load_fused_cloud,
         load_teacher,
         read_classes,
@@ -109,8 +109,7 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
                                        cfg.unlabelled_targets, cfg.consensus_min_cos)
         ts.fused = load_fused_cloud(d, keep_ids=set(ts.inst_class))
         if cfg.noisy_map_p > 0 or cfg.mesh_sampled_p > 0:
-            keep = list(ts.inst_class)
-            ts.worlds = {k: (p, c, np.where(np.isin(i, keep), i, 0).astype(np.int32))
+            ts.worlds = {k: (p, c, keep_instances(i, set(ts.inst_class)))
                          for k, (p, c, i) in make_worlds(sc, d, cfg).items()}
         scenes.append(ts)
         for k, v in counts.items():

@@ -91,6 +91,13 @@ def load_fused_cloud(scene_dir: str | Path, keep_ids: set[int] | None = None
     if len(code) != len(pts):
         raise ValueError(f"{gt}: {len(code)} labels for {len(pts)} points of {ply}")
     inst = np.where(code > 0, code % 1000, 0).astype(np.int32)
+    return pts.astype(np.float32), cols.astype(np.uint8), keep_instances(inst, keep_ids)
+
+
+def keep_instances(instance: np.ndarray, keep_ids: set[int] | None) -> np.ndarray:
+    """Instance ids [N] int32 with ids outside ``keep_ids`` (stuff, unannotated) set to 0;
+    all kept when ``keep_ids`` is None."""
+    inst = np.asarray(instance).astype(np.int32)
     if keep_ids is not None:
         inst[~np.isin(inst, list(keep_ids))] = 0
-    return pts.astype(np.float32), cols.astype(np.uint8), inst
+    return inst
