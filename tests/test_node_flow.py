@@ -5,9 +5,10 @@ offline text encoder) on a synthetic room with furniture: conftest.py's ``synth_
 (160x120, 10 frames, 7 objects; the demo student finds them all at this size). Labels are not
 checked for being right, only for coming from the active vocabulary through the published
 embeddings; the student's accuracy is tested in folk_model's tests. The module's node runs a
-copy of the demo weights with a calibrated label temperature of ``CALIBRATED_T`` written in
-(as ``folk-calibrate --write`` does), so the label and query scores are checked to be
-softmaxes at the weights' temperature, not at the uncalibrated default 0.01.
+copy of the demo weights with a calibrated label temperature ``CALIBRATED_T`` and Platt map
+``CALIBRATED_MAP`` written in (as ``folk-calibrate --write`` does), so the label and query
+scores are checked to be softmaxes at the weights' temperature mapped by the weights' map, not
+at the uncalibrated defaults (0.01, identity map) nor at the shipped values.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.ros
 ENCODER = "offline/tf_efficientnet_lite0+all-MiniLM-L6-v2"  # the demo weights' encoder
 NEW_VOCABULARY = ["armchair", "couch", "wardrobe", "floor lamp"]  # none in FIRST_VOCABULARY
 CALIBRATED_T = 0.05  # neither the 0.01 default nor the shipped weights' fitted value
+CALIBRATED_MAP = (0.6, 0.15)  # neither the identity default nor the shipped Platt map
 PARAMS = {"pose_source": "pose", "segment_period": 0.0, "vocabulary": FIRST_VOCABULARY,
           "min_points": 1000, "publish_embeddings": True, "input_reliability": "reliable",
           "diagnostics_period": 0.5}
@@ -58,8 +60,10 @@ def calibrated_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("weights") / "calibrated.pt"
     manifest = json.loads(default_weights().with_suffix(".json").read_text())
     update_manifest(default_weights(), out,
-                    student={**manifest["student"], "label_temperature": CALIBRATED_T},
-                    calibration={"scenes": ["test"], "temperature": CALIBRATED_T})
+                    student={**manifest["student"], "label_temperature": CALIBRATED_T,
+                             "label_score_map": list(CALIBRATED_MAP)},
+                    calibration={"scenes": ["test"], "temperature": CALIBRATED_T,
+                                 "score_map": list(CALIBRATED_MAP)})
     return out
 
 
@@ -123,7 +127,8 @@ def _check_labels(msg, vocabulary: list[str], encoder) -> None:
         assert inst.alt_labels[0] == inst.label
         assert set(inst.alt_labels) <= set(vocabulary)
         assert inst.score == pytest.approx(inst.alt_scores[0])
-        want = label_embeddings(emb, text, top_k=1, temperature=CALIBRATED_T).score[0]
+        want = label_embeddings(emb, text, top_k=1, temperature=CALIBRATED_T,
+                                score_map=CALIBRATED_MAP).score[0]
         uncalibrated = label_embeddings(emb, text, top_k=1, temperature=0.01).score[0]
         assert inst.score == pytest.approx(want, abs=1e-3), (inst.score, want, uncalibrated)
 
@@ -131,8 +136,11 @@ def _check_labels(msg, vocabulary: list[str], encoder) -> None:
 def test_instances_markers_cloud_and_stable_ids(node, text_encoder):
     _proc, client, log = node
     # The weights' calibrated temperature is logged at start and reported in diagnostics.
-    assert f"label temperature {CALIBRATED_T:g} (calibrated" in log.read_text()
+    a, b = CALIBRATED_MAP
+    assert (f"label temperature {CALIBRATED_T:g}, score map ({a:g}, {b:g}) (calibrated"
+            in log.read_text())
     assert float(client.diag_values()["label_temperature"]) == pytest.approx(CALIBRATED_T)
+    assert client.diag_values()["label_score_map"] == f"{a:.4g},{b:.4g}"
     # Before any run: the node cleared RViz of an earlier process's markers (DELETEALL in
     # both namespaces), one second after it came up.
     assert client.markers, "no DELETEALL at start"
@@ -236,7 +244,8 @@ def test_vocabulary_change_relabels_without_rerunning_the_network(node, text_enc
     ids = [i.id for i in back.instances]
     emb = np.stack([np.asarray(i.embedding, np.float32) for i in back.instances])
     want = phrase_scores(emb, text_encoder.encode_texts([phrase])[0],
-                         text_encoder.encode_texts(FIRST_VOCABULARY), temperature=CALIBRATED_T)
+                         text_encoder.encode_texts(FIRST_VOCABULARY), temperature=CALIBRATED_T,
+                         score_map=CALIBRATED_MAP)
     assert q.ids[0] == ids[int(np.argmax(want))]
     for iid, score in zip(q.ids, q.scores):
         assert 0.0 <= score <= 1.0
