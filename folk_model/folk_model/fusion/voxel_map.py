@@ -290,8 +290,13 @@ class VoxelMap:
         # Compact: the kept voxels' rows, rewritten in key order.
         kept = rows[keep]
         self._keys = self._keys[keep]
-        self._xyz, self._rgb = self._xyz[kept], self._rgb[kept]
-        self._w, self._last = w[keep], last[keep]
+        # into the rows' own arrays: they keep their capacity, so the next frame's new voxels
+        # do not regrow them (a map at its bound evicts every frame or two; a fresh
+        # exact-size copy cost a 1.5x allocation and copy each time)
+        for name in ("_xyz", "_rgb"):
+            a = getattr(self, name)
+            a[:keep_n] = a[kept]
+        self._w[:keep_n], self._last[:keep_n] = w[keep], last[keep]
         self._n = keep_n
         self._rows = np.arange(keep_n, dtype=np.int64)
         n = m - keep_n
