@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for sc in scenes:
         refuse_test_scene(sc.meta, sc.name, "a settings sweep")
     for sc in tqdm(scenes, desc="segment", unit="scene"):
-        e, lab = embed_ground_truth(seg, sc, vocab)
+        e, lab, _ = embed_ground_truth(seg, sc, vocab)
         gt_emb.append(e)
         gt_lab += lab
         res = seg.segment(sc.points, sc.colors)

@@ -194,3 +194,21 @@ def test_platt_map_recovers_a_known_miscalibration_and_keeps_rankings() -> None:
     bent = label_embeddings(emb, txt, top_k=4, temperature=0.1, score_map=(0.3, -0.5))
     assert np.array_equal(plain.topk_index, bent.topk_index)
     assert np.allclose(bent.topk_score, calibrated_scores(plain.topk_score, (0.3, -0.5)))
+
+
+def test_calibration_set_is_objects_on_meshes_the_weights_never_saw(synth_scene: Path) -> None:
+    """folk-calibrate's default set: per object, by its mesh uid against the weights' record
+    of training meshes (a user's objects are new meshes of mostly known classes)."""
+    from folk_model.data.loader import load_scene
+    from folk_model.eval.meshes import objects_on_training_meshes, training_meshes
+
+    sc = load_scene(synth_scene, require_frames=False)
+    objs = [o for o in sc.meta["objects"] if o.get("model")]
+    assert objs
+    first = objs[0]["model"]
+    flags = objects_on_training_meshes(sc, {first})
+    assert flags == {int(o["instance_id"]): o["model"] == first for o in objs}
+    assert not any(objects_on_training_meshes(sc, set()).values())
+    # the shipped weights record the meshes of their 100 training rooms
+    manifest = json.loads(WEIGHTS.with_suffix(".json").read_text())
+    assert len(training_meshes(manifest, [])) > 50

@@ -46,6 +46,17 @@ def mesh_seen_by_class(scenes: Sequence[Any], train_meshes: set[str],
     return dict(sorted(seen.items()))
 
 
+def objects_on_training_meshes(scene: Any, train_meshes: set[str]) -> dict[int, bool]:
+    """Per annotated object of ``scene`` (instance id): whether its mesh is one the weights
+    trained on. Empty for rooms without mesh records (real scans)."""
+    out: dict[int, bool] = {}
+    for o in (getattr(scene, "meta", None) or {}).get("objects", []):
+        iid, uid = o.get("instance_id"), o.get("model")
+        if iid is not None and uid:
+            out[int(iid)] = uid in train_meshes
+    return out
+
+
 def mesh_groups(scenes: Sequence[Any], manifest: dict[str, Any],
                 data_roots: Sequence[str | Path], vocabulary: Sequence[str]
                 ) -> tuple[dict[str, list[str]], dict[str, bool]]:
@@ -61,4 +72,5 @@ def mesh_groups(scenes: Sequence[Any], manifest: dict[str, Any],
              "seen-mesh": [c for c, s in flags.items() if s]}, flags)
 
 
-__all__ = ["mesh_groups", "mesh_seen_by_class", "training_meshes"]
+__all__ = ["mesh_groups", "mesh_seen_by_class", "objects_on_training_meshes",
+           "training_meshes"]
