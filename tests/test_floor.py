@@ -86,24 +86,3 @@ def test_structure_mask_takes_a_thick_noisy_wall_whole_but_not_what_stands_befor
     assert m[parts["wall_x4"]].mean() > 0.97
     assert m[parts["table"]].mean() < 0.01
     assert m[parts["wardrobe"]][pts[parts["wardrobe"], 2] > 0.05].mean() < 0.01
-
-
-def test_structure_mask_takes_a_noisy_floor_whole_but_not_a_slab_underside_band() -> None:
-    """A fused map's floor is as thick as its noise: all of it is structure, the table and
-    the wardrobe above the noise are not; under a clean slab (its underside 20 cm down,
-    after a gap) the band stays the thin default and the wardrobe's foot is kept."""
-    pts, parts = crafted_room()
-    rng = np.random.default_rng(0)
-    noisy = pts.copy()
-    fl = parts["floor"]
-    noisy[fl, 2] += rng.normal(0, 0.025, fl.stop - fl.start).astype(np.float32)
-    m = structure_mask(floor_frame(noisy).apply(noisy))
-    assert m[fl].mean() > 0.97  # a fixed 3 cm band took ~0.9 (the top tail was left)
-    assert m[parts["table"]].mean() < 0.01
-    assert m[parts["wardrobe"]][pts[parts["wardrobe"], 2] > 0.15].mean() < 0.01
-
-    slab = np.concatenate([pts, pts[fl] - np.float32([0, 0, 0.2])])
-    ff = floor_frame(slab)
-    m = structure_mask(ff.apply(slab))
-    foot = ff.apply(pts[parts["wardrobe"]])[:, 2]
-    assert m[parts["wardrobe"]][(foot > 0.04) & (foot < 0.15)].mean() < 0.01

@@ -152,8 +152,7 @@ def structure_mask(points: np.ndarray, inlier_dist: float = 0.05, min_area: floa
     """Points on the room's bounding planes: the floor, walls and ceiling. bool [N].
 
     ``points`` must be in the floor frame (``floor_frame``): the floor is z = 0. Floor points
-    are those below its band's top, ``_floor_band`` (``floor_dist`` .. ``max_thickness``: as
-    thick as the floor's own noise), or below it (a slab's underside). A wall or
+    are those within ``floor_dist`` of it, or below it (a slab's underside). A wall or
     ceiling is a plane (vertical or horizontal) that bounds the room: beyond it, over its own
     extent, lie at most ``outside_share`` times as many points as on it (``_bounds_room``: a
     wardrobe's front has the wall behind it, a table top the floor below it), and it holds at
@@ -168,7 +167,7 @@ def structure_mask(points: np.ndarray, inlier_dist: float = 0.05, min_area: floa
     if n_all < 10:
         return mask
     finite = np.isfinite(pts).all(1)
-    mask[finite] = pts[finite, 2] < _floor_band(pts[finite, 2], floor_dist, max_thickness)
+    mask[finite] = pts[finite, 2] < floor_dist
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(finite & ~mask)
     if len(idx) < 10:
@@ -234,26 +233,6 @@ def _thickness(outward: np.ndarray, inside: np.ndarray, inlier_dist: float,
     if len(beyond) < 10:
         return inlier_dist
     return float(np.clip(np.quantile(beyond, 0.98), inlier_dist, max_thickness))
-
-
-def _floor_band(z: np.ndarray, floor_dist: float, max_thickness: float,
-                bin_size: float = 0.01) -> float:
-    """Half-thickness of the floor's points, measured from below, as ``_thickness`` does for
-    walls: under the floor plane (z = 0) lie only the floor's own noisy points and, after a
-    gap, a slab's underside. Their depth down to the first empty ``bin_size`` bin (the gap;
-    a bin under 2% of the first) gives the band, its 98th percentile. A fused map's floor is
-    several centimetres thick; a fixed 3 cm band left its upper half to the network, which
-    joined it to the furniture standing on it."""
-    below = -z[(z < 0) & (z > -max_thickness)]
-    if len(below) < 50:
-        return floor_dist
-    hist, _ = np.histogram(below, bins=np.arange(0.0, max_thickness + bin_size, bin_size))
-    empty = np.flatnonzero(hist < max(1, 0.02 * hist[0]))
-    end = (int(empty[0]) if len(empty) else len(hist)) * bin_size
-    near = below[below < end]
-    if len(near) < 50:
-        return floor_dist
-    return float(np.clip(np.quantile(near, 0.98), floor_dist, max_thickness))
 
 
 def _bounds_room(pts: np.ndarray, n: np.ndarray, dist: np.ndarray, inl: np.ndarray,
