@@ -347,6 +347,26 @@ def test_worker_discards_a_run_that_a_reset_overtook():
         w.stop()
 
 
+def test_worker_discards_a_requested_run_that_a_reset_overtook_before_it_started():
+    """A run asked for, then a reset before the (niced, busy-machine) worker thread took its
+    snapshot: the run is discarded unrun and counted, as one in flight would be."""
+    snap = MapSnapshot(np.arange(10, dtype=np.int64), np.zeros((10, 3), np.float32),
+                       np.zeros((10, 3), np.uint8), 1)
+    calls: list[int] = []
+    w = SegmentationWorker(lambda: (snap, 5, w.generation),
+                           lambda p, c: calls.append(1), lambda r: None, period=0.0, dim=4)
+    assert w.request() == "started"  # the thread is not started: nothing has run yet
+    w.reset()
+    w.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        while w.discarded == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert w.discarded == 1 and calls == [] and w.runs == 0
+    finally:
+        w.stop()
+
+
 def test_sync_waits_for_a_late_depth_instead_of_taking_the_previous_one():
     out = []
     s = ApproxSync(0.05, lambda t, m: out.append((t, m)), streams=("color", "depth"))

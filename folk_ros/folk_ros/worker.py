@@ -198,6 +198,10 @@ class SegmentationWorker:
         self.skipped_empty = 0
         self.generation = 0  # resets so far; see the module docstring
         self.discarded = 0  # runs thrown away because a reset came while they ran
+        # the generation a requested run was asked for in: a reset between the request and
+        # the worker's snapshot discards it too (else whether it counted depended on how
+        # soon the niced thread was scheduled)
+        self._requested_generation: int | None = None
         self.last_error = ""
         self._last_start = float("-inf")  # the first periodic run is due at once
         self._thread = threading.Thread(target=self._loop, name="folk_segmentation", daemon=True)
@@ -220,6 +224,8 @@ class SegmentationWorker:
         if self._wake.is_set():
             return "pending"
         state = "queued" if self.busy else "started"
+        with self._lock:
+            self._requested_generation = self.generation
         self._wake.set()
         return state
 
@@ -244,10 +250,12 @@ class SegmentationWorker:
             if not (requested or due):
                 continue
             self._wake.clear()
+            with self._lock:
+                asked_in, self._requested_generation = self._requested_generation, None
             self._last_start = time.monotonic()
             self._busy.set()
             try:
-                self.run_once()
+                self.run_once(asked_in if requested else None)
             except Exception as exc:  # a failed run must not kill the worker
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -255,8 +263,14 @@ class SegmentationWorker:
             finally:
                 self._busy.clear()
 
-    def run_once(self) -> RunResult | None:
-        """One run on the calling thread (the worker thread in the node)."""
+    def run_once(self, asked_in: int | None = None) -> RunResult | None:
+        """One run on the calling thread (the worker thread in the node). ``asked_in``: the
+        generation a requested run was asked for in; a reset since discards it unrun."""
+        if asked_in is not None and asked_in != self.generation:
+            with self._lock:
+                self.discarded += 1
+            log.info("segmentation run discarded: the map was reset before it started")
+            return None
         got = self._snapshot_fn()
         if got is None:
             self.skipped_empty += 1
