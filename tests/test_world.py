@@ -67,6 +67,22 @@ def test_room_meshes_replay_and_resampled_points_keep_their_labels(synth_scene: 
     assert np.median(d) < 0.03
 
 
+def test_floor_frame_finds_a_floor_of_a_few_mesh_vertices(synth_scene: Path) -> None:
+    """The tiny room with its floor and walls as a 0.5 m grid of vertices (the robustness
+    report's coarse variant): RANSAC alone takes a furniture plane 25 cm up for the floor;
+    the lowest wide plane under it, with nothing below, is the real floor."""
+    from folk_model.data.synth.rebuild import rebuild_room
+    from folk_model.eval.robustness import _structure_points, coarse_structure, scene_cloud
+    from folk_model.student.floor import floor_frame
+
+    room = rebuild_room(synth_scene)
+    cloud = coarse_structure(room, scene_cloud(load_scene(synth_scene)))
+    ff = floor_frame(cloud.points)
+    floor = ff.apply(_structure_points(room, ("floor",), 0.5))
+    assert np.abs(floor[:, 2]).max() < 0.02
+    assert not ff.found  # too few floor points to hold the structure prior
+
+
 def test_proposals_do_not_depend_on_where_the_floor_is(synth_scene: Path) -> None:
     """The shipped student on the tiny room, moved up by 0.5 m and tilted by 3 degrees:
     heights come from the estimated floor, so it finds about the same confident instances."""

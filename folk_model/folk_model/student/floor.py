@@ -21,6 +21,7 @@ import numpy as np
 SLAB_MAX = 0.4  # a floor slab is at most this thick; a plane further down is not the floor's
 WALL_MIN_HEIGHT = 1.0  # a wall's points span at least this height (a sofa back does not)
 CEILING_MIN_Z = 1.8  # a horizontal plane lower than this is furniture, never a ceiling
+SPARSE_FLOOR_SHARE = 0.1  # a floor plane holding less of the points may be a bed top
 
 
 @dataclass
@@ -29,7 +30,9 @@ class FloorFrame:
 
     Attributes:
         rotation: float64 [3, 3]; translation: float64 [3]; ``apply(p) = p @ R.T + t``.
-        found: whether a floor plane was found (else: identity rotation, lowest points at 0).
+        found: whether a floor plane holding ``min_share`` of the points was found (else:
+            identity rotation, lowest points at 0; or a floor of a few vertices, see
+            ``_lowest_wide_plane``, whose frame is used but which is not ``found``).
         inlier_share: share of the sampled points on the floor plane.
     """
 
@@ -86,7 +89,7 @@ def floor_frame(points: np.ndarray, max_tilt_deg: float = 12.0, inlier_dist: flo
     keeps the axes and puts the 1st percentile of z at 0.
     """
     pts = np.asarray(points, np.float64).reshape(-1, 3)
-    pts = pts[np.isfinite(pts).all(1)]
+    pts = full = pts[np.isfinite(pts).all(1)]
     if len(pts) < 10:
         return FloorFrame(np.eye(3), np.zeros(3), False, 0.0)
     rng = np.random.default_rng(seed)
@@ -117,6 +120,20 @@ def floor_frame(points: np.ndarray, max_tilt_deg: float = 12.0, inlier_dist: flo
         if score > best_score:
             best_n, best_d, best_score = n, d, score
     if best_n is not None:
+        # only under a plane that holds little of the room: a scan's floor holds 14-47% of
+        # its points, a bed top that won over a floor of vertices 4-9% (dev rooms); under a
+        # noisy map's floor the lowest points are its noise, 4-5 cm down, not a floor
+        low_plane = None
+        if float((np.abs(pts @ best_n + best_d) < inlier_dist).mean()) < SPARSE_FLOOR_SHARE:
+            low_plane = _lowest_wide_plane(pts, full, best_n, best_d, inlier_dist, cos_max,
+                                           rng)
+        if low_plane is not None:
+            # heights from the real floor; found stays False (too few points to hold the
+            # structure prior's walls too: see StudentSegmenter.forward)
+            n, d = low_plane
+            share = float((np.abs(pts @ n + d) < inlier_dist).mean())
+            return FloorFrame(_rotation_to_z(n), np.array([0.0, 0.0, d]), share >= min_share,
+                              share)
         inl = np.abs(pts @ best_n + best_d) < inlier_dist
         share = float(inl.mean())
         if share >= min_share and inl.sum() >= 3:
@@ -143,6 +160,65 @@ def floor_frame(points: np.ndarray, max_tilt_deg: float = 12.0, inlier_dist: flo
             # the plane n.x + d = 0 maps to z' = (R x)_z = n.x -> z' = -d; shift it to 0
             return FloorFrame(R, np.array([0.0, 0.0, d]), True, share)
     return FloorFrame(np.eye(3), np.array([0.0, 0.0, -float(np.quantile(z, 0.01))]), False, 0.0)
+
+
+def _lowest_wide_plane(pts: np.ndarray, full: np.ndarray, n: np.ndarray, d: float,
+                       inlier_dist: float, cos_max: float, rng: np.random.Generator,
+                       cell: float = 0.5, min_cover: float = 0.5,
+                       iterations: int = 100) -> tuple[np.ndarray, float] | None:
+    """A floor of a few vertices under the plane RANSAC chose (unit normal ``n``, offset
+    ``d``), or None. A floor modelled as a coarse mesh (a CAD room, a decimated
+    reconstruction: a vertex every 0.5 m) has too few points to win by inliers, so a bed or a
+    seat top 0.1-0.5 m up was taken for it, tilted by a few degrees (dev rooms, 0.5 m
+    floor/wall grid: inlier share ~0.04). The real floor is the plane, within ``cos_max`` of
+    level, through the lowest points of ``cell``-sized columns of all points (``full``: a
+    subsample would miss most of a few hundred vertices) that holds ``min_cover`` of the
+    columns and twice as many as the chosen plane does, has nothing under it in the sample
+    ``pts``, and lies more than 2 ``inlier_dist`` under the chosen plane over a quarter of
+    the columns (else the chosen plane is the floor, or a slab's underside)."""
+    R = _rotation_to_z(n)
+    q = full @ R.T
+    cols = np.floor(q[:, :2] / cell).astype(np.int64)
+    key = cols[:, 0] * 1_000_003 + cols[:, 1]
+    order = np.lexsort((q[:, 2], key))
+    first = np.ones(len(order), bool)
+    first[1:] = key[order[1:]] != key[order[:-1]]
+    env = full[order[first]]
+    n_cols = len(env)
+    if n_cols < 8:
+        return None
+    on_chosen = int((np.abs(env @ n + d) < inlier_dist).sum())
+    best = None
+    for _ in range(iterations):
+        tri = env[rng.choice(n_cols, 3, replace=False)]
+        m = np.cross(tri[1] - tri[0], tri[2] - tri[0])
+        norm = np.linalg.norm(m)
+        if norm < 1e-9:
+            continue
+        m = m / norm
+        if m[2] < 0:
+            m = -m
+        if m[2] < cos_max:
+            continue
+        e = -float(m @ tri[0])
+        on = np.abs(env @ m + e) < inlier_dist
+        k = int(on.sum())
+        if k < max(min_cover * n_cols, 2 * on_chosen) or (best is not None and k <= best[2].sum()):
+            continue
+        # under the chosen plane over much of the room (that plane may be tilted down to the
+        # floor at one end); a fused map's noise under its floor is never that far down
+        foot = env - m[None, :] * (env @ m + e)[:, None]
+        if np.quantile(-(foot @ n + d), 0.75) < 2 * inlier_dist:
+            continue
+        if (pts @ m + e < -3 * inlier_dist).sum() > 0.002 * len(pts):
+            continue  # something under it: not the floor
+        best = (m, e, on)
+    if best is None:
+        return None
+    m, e = _fit_plane(env[best[2]])
+    if m[2] < 0:
+        m, e = -m, -e
+    return (m, e) if m[2] >= cos_max else None
 
 
 def structure_mask(points: np.ndarray, inlier_dist: float = 0.05, min_area: float = 1.5,
