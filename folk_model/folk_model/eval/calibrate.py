@@ -199,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     keep = None
     if args.meshes == "unseen" and any(v is not None for v in on_train):
         # per object: every object of a user's own room is a mesh the student never saw,
-        # of classes it mostly knows; the per-class filter (unseen-class) kept only classes
-        # with no training mesh among their dev objects (198 masks, mostly rare and novel
-        # classes), and its fit read too sure on the test rooms (ECE 9.6% dev, 14.3% test)
+        # of classes it mostly knows. On folk-synth dev rooms this selects the same 198
+        # masks as the per-class rule (unseen-class): a class's dev meshes are all new or
+        # all shared; on data that mixes them per class, only this rule is right
         keep = np.array([v is False for v in on_train], bool)
         what_kept = f"{int(keep.sum())} GT masks of objects on unseen meshes"
     elif args.meshes == "unseen-class" and train:

@@ -293,9 +293,7 @@ class VoxelMap:
         # into the rows' own arrays: they keep their capacity, so the next frame's new voxels
         # do not regrow them (a map at its bound evicts every frame or two; a fresh
         # exact-size copy cost a 1.5x allocation and copy each time)
-        for name in ("_xyz", "_rgb"):
-            a = getattr(self, name)
-            a[:keep_n] = a[kept]
+        self._xyz[:keep_n], self._rgb[:keep_n] = self._xyz[kept], self._rgb[kept]
         self._w[:keep_n], self._last[:keep_n] = w[keep], last[keep]
         self._n = keep_n
         self._rows = np.arange(keep_n, dtype=np.int64)

@@ -32,7 +32,8 @@ class FloorFrame:
         rotation: float64 [3, 3]; translation: float64 [3]; ``apply(p) = p @ R.T + t``.
         found: whether a floor plane holding ``min_share`` of the points was found (else:
             identity rotation, lowest points at 0; or a floor of a few vertices, see
-            ``_lowest_wide_plane``, whose frame is used but which is not ``found``).
+            ``_lowest_wide_plane``, whose frame is used and which is ``found`` only if it
+            holds ``min_share``).
         inlier_share: share of the sampled points on the floor plane.
     """
 
@@ -69,6 +70,22 @@ def _covers(upper: np.ndarray, lower: np.ndarray, cell: float = 0.1,
     return len(lo & up) >= share * max(1, len(lo))
 
 
+def _level_plane(tri: np.ndarray, cos_max: float) -> tuple[np.ndarray, float] | None:
+    """The plane through three points [3, 3] (unit normal pointing up, offset d with
+    n.x + d = 0), or None when they are collinear or it is tilted more than ``cos_max``
+    allows from level: one RANSAC candidate of a floor."""
+    n = np.cross(tri[1] - tri[0], tri[2] - tri[0])
+    norm = np.linalg.norm(n)
+    if norm < 1e-9:
+        return None
+    n = n / norm
+    if n[2] < 0:
+        n = -n
+    if n[2] < cos_max:
+        return None
+    return n, -float(n @ tri[0])
+
+
 def _fit_plane(p: np.ndarray) -> tuple[np.ndarray, float]:
     """Least-squares plane (unit normal, offset d with n.x + d = 0) through points [k, 3]."""
     c = p.mean(0)
@@ -100,17 +117,10 @@ def floor_frame(points: np.ndarray, max_tilt_deg: float = 12.0, inlier_dist: flo
     cos_max = np.cos(np.deg2rad(max_tilt_deg))
     best_n, best_d, best_score = None, 0.0, 0
     for _ in range(iterations):
-        tri = low[rng.choice(len(low), 3, replace=False)]
-        n = np.cross(tri[1] - tri[0], tri[2] - tri[0])
-        norm = np.linalg.norm(n)
-        if norm < 1e-9:
+        plane = _level_plane(low[rng.choice(len(low), 3, replace=False)], cos_max)
+        if plane is None:
             continue
-        n = n / norm
-        if n[2] < 0:
-            n = -n
-        if n[2] < cos_max:
-            continue
-        d = -float(n @ tri[0])
+        n, d = plane
         dist = pts @ n + d
         inl = int((np.abs(dist) < inlier_dist).sum())
         # a floor has nothing below it: a table top's plane has the floor and the table's
@@ -123,19 +133,20 @@ def floor_frame(points: np.ndarray, max_tilt_deg: float = 12.0, inlier_dist: flo
         # only under a plane that holds little of the room: a scan's floor holds 14-47% of
         # its points, a bed top that won over a floor of vertices 4-9% (dev rooms); under a
         # noisy map's floor the lowest points are its noise, 4-5 cm down, not a floor
+        inl = np.abs(pts @ best_n + best_d) < inlier_dist
+        share = float(inl.mean())
         low_plane = None
-        if float((np.abs(pts @ best_n + best_d) < inlier_dist).mean()) < SPARSE_FLOOR_SHARE:
+        if share < SPARSE_FLOOR_SHARE:
             low_plane = _lowest_wide_plane(pts, full, best_n, best_d, inlier_dist, cos_max,
                                            rng)
         if low_plane is not None:
-            # heights from the real floor; found stays False (too few points to hold the
-            # structure prior's walls too: see StudentSegmenter.forward)
+            # heights from the real floor; found only if it holds min_share of the points
+            # (a floor of a few vertices is too sparse to hold the structure prior's walls
+            # too: see StudentSegmenter.forward)
             n, d = low_plane
             share = float((np.abs(pts @ n + d) < inlier_dist).mean())
             return FloorFrame(_rotation_to_z(n), np.array([0.0, 0.0, d]), share >= min_share,
                               share)
-        inl = np.abs(pts @ best_n + best_d) < inlier_dist
-        share = float(inl.mean())
         if share >= min_share and inl.sum() >= 3:
             n, d = _fit_plane(pts[inl])
             if n[2] < 0:
@@ -190,17 +201,10 @@ def _lowest_wide_plane(pts: np.ndarray, full: np.ndarray, n: np.ndarray, d: floa
     on_chosen = int((np.abs(env @ n + d) < inlier_dist).sum())
     best = None
     for _ in range(iterations):
-        tri = env[rng.choice(n_cols, 3, replace=False)]
-        m = np.cross(tri[1] - tri[0], tri[2] - tri[0])
-        norm = np.linalg.norm(m)
-        if norm < 1e-9:
+        plane = _level_plane(env[rng.choice(n_cols, 3, replace=False)], cos_max)
+        if plane is None:
             continue
-        m = m / norm
-        if m[2] < 0:
-            m = -m
-        if m[2] < cos_max:
-            continue
-        e = -float(m @ tri[0])
+        m, e = plane
         on = np.abs(env @ m + e) < inlier_dist
         k = int(on.sum())
         if k < max(min_cover * n_cols, 2 * on_chosen) or (best is not None and k <= best[2].sum()):
