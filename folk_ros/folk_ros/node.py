@@ -63,6 +63,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from folk_model.config import FusionConfig, VLConfig
+from folk_model.fusion import compile_kernels
 from folk_model.fusion.voxel_map import MapSnapshot, VoxelMap
 from folk_model.labelling import label_embeddings, phrase_scores
 from folk_msgs.msg import Instance, InstanceArray
@@ -276,6 +277,10 @@ class FolkNode(Node):
             self.map = VoxelMap(self.fusion_cfg)
         except ValueError as exc:
             raise StartupError(f"fusion parameters: {exc}") from exc
+        # Compile the map's loops now (or load them from numba's cache): the first frame
+        # would otherwise wait seconds for the compiler while the frame queue overflows.
+        kernel_s = compile_kernels()
+        self.get_logger().info(f"fusion kernels ready in {kernel_s:.2f} s")
         self.map_lock = threading.Lock()
         self.latest_fused_stamp = 0
         self.latest_posed_stamp = 0  # the outputs' stamp (module docstring)
