@@ -6,7 +6,8 @@
    time per fused frame (conversion, camera model, pose lookup, integrate under the lock);
    (b) VoxelMap.integrate alone on the same frames, as many as the node fused, in the same
    order: the library's time per frame. Both side by side, with their ratio, and the node's
-   time split into convert / pose (waiting included) / lock / integrate. --segment-period 0
+   time split into convert / pose (waiting included) / lock / integrate, and integrate's CPU
+   time on the fusion thread (wall minus CPU: waiting for a core or the GIL). --segment-period 0
    runs it without the student; --executor, --torch-threads and --segment-nice set those
    node parameters;
 2. trigger latency: ~/segment on a fused room -> InstanceArray received (real student);
@@ -138,7 +139,7 @@ def bench_fusion(scene: Path, seconds: float, segment_period: float = 2.0,
           f"{d['frames_unsynced']}, bad inputs {d['bad_inputs']}")
     print("  node: per fused frame (mean of the last 100): " + ", ".join(
         f"{k} {float(d.get(f'fuse_{k}_ms', 0)):.1f} ms"
-        for k in ("convert", "pose", "lock", "integrate")))
+        for k in ("convert", "pose", "lock", "integrate", "integrate_cpu")))
     print(f"  node: voxels peak {peak_vox} (bound {MAX_VOXELS}), frame queue peak {peak_q}, "
           f"RSS {float(d['rss_mb']):.0f} MiB, segment runs {d['segment_runs']} (last "
           f"{float(d['last_inference_s']):.2f} s), torch threads {d.get('torch_threads', '?')}, "
@@ -146,6 +147,13 @@ def bench_fusion(scene: Path, seconds: float, segment_period: float = 2.0,
     lib_ms = bench_library(scene, max(int(d["frames_fused"]), 100))
     print(f"  node / library time per frame: {node_ms / lib_ms:.2f}x "
           f"(node {node_ms:.1f} ms, library {lib_ms:.1f} ms)")
+    cpu_ms = float(d.get("fuse_integrate_cpu_ms", 0))
+    # The node's integrate runs beside the player, the executor and the student on the same
+    # cores; its thread CPU time says how much of the gap is waiting and how much is the same
+    # work done slower next to them (shared caches, SMT siblings).
+    print(f"  integrate in the node: {float(d.get('fuse_integrate_ms', 0)):.1f} ms wall, "
+          f"{cpu_ms:.1f} ms on the fusion thread's CPU clock ({cpu_ms / lib_ms:.2f}x the "
+          "library's time alone)")
 
 
 def bench_latency(scene: Path, weights: str) -> None:

@@ -292,9 +292,11 @@ class FolkNode(Node):
         self.fuse_times: deque[float] = deque(maxlen=100)
         # Where a fused frame's time goes (the last 100 fused frames): convert (messages ->
         # arrays, camera model, rectification), pose (lookup, waiting included), lock (waiting
-        # for the map lock), integrate (VoxelMap.integrate).
+        # for the map lock), integrate (VoxelMap.integrate), integrate_cpu (the fusion thread's
+        # CPU time in integrate: integrate minus this is time spent waiting for a core or the GIL).
         self.stage_times: dict[str, deque[float]] = {
-            k: deque(maxlen=100) for k in ("convert", "pose", "lock", "integrate")}
+            k: deque(maxlen=100)
+            for k in ("convert", "pose", "lock", "integrate", "integrate_cpu")}
         self.frame_latency: deque[float] = deque(maxlen=100)
         self._rate_mark = (time.monotonic(), 0)  # for the input rate in diagnostics
         # (stamp, messages, map generation when synced)
@@ -666,10 +668,11 @@ class FolkNode(Node):
                       f"{self._tf_error}")
             return
         with self.map_lock:
-            t3 = time.perf_counter()
+            t3, c3 = time.perf_counter(), time.thread_time()
             if self._stale(generation):
                 return
             res = self.map.integrate(depth, color, camera.k, pose)
+            c4 = time.thread_time()
             self.latest_posed_stamp = max(self.latest_posed_stamp, stamp)
             if res.fused:
                 self.latest_fused_stamp = max(self.latest_fused_stamp, stamp)
@@ -679,7 +682,7 @@ class FolkNode(Node):
         if res.fused:  # the figures are per fused frame
             self.fuse_times.append(t4 - t0)
             for k, dt in (("convert", t1 - t0), ("pose", t2 - t1), ("lock", t3 - t2),
-                          ("integrate", t4 - t3)):
+                          ("integrate", t4 - t3), ("integrate_cpu", c4 - c3)):
                 self.stage_times[k].append(dt)
         now = self.get_clock().now().nanoseconds
         self.frame_latency.append((now - stamp) * 1e-9)

@@ -5,7 +5,8 @@ the 2-core development machine, most of it in passes over temporaries (projectio
 ``np.unique``, six ``bincount``s, fancy-indexed gathers and scatters of the map's rows).
 At 30 Hz input with the student sharing the cores the node could not fuse 20 frames/s.
 Here one pass over the pixels projects, keys and averages a frame through a frame-local
-open-addressing hash, and one pass over the frame's voxels updates the map rows they hit.
+open-addressing hash, and one merge of the frame's sorted voxels into the map's sorted index
+updates the rows they hit and inserts the new ones.
 Both release the GIL (``nogil``), so the node's executor and the segmentation thread run
 Python while a frame is fused.
 
@@ -103,32 +104,65 @@ def bin_frame(depth, color, stride, fx, fy, cx, cy, pose, min_depth, max_depth, 
 
 
 @nb.njit(cache=True, nogil=True)
-def update_rows(index_keys, index_rows, pos, keys, order, means, xyz, rgb, weight, last,
-                frame_no, max_weight):
-    """Add one observation (a frame's mean) to every map voxel the frame hit.
+def merge_frame(index_keys, index_rows, keys, order, means, xyz, rgb, weight, last, free, n_free,
+                next_row, frame_no, max_weight):
+    """Add a frame's voxels to the map in one pass over the map's sorted index.
 
-    ``keys[order]`` is the frame's voxels sorted; ``pos`` their ``searchsorted`` positions in
-    the map's sorted ``index_keys``. A voxel at the weight cap is scaled to ``max_weight - 1``
-    first, so old voxels keep following new colours and positions. Returns a bool mask over
-    the sorted voxels: True where the voxel was already in the map (updated here).
+    ``keys[order]`` is the frame's voxels sorted. The map's index (sorted ``index_keys`` and
+    their ``index_rows``) and the frame's voxels are walked together, as in a merge:
+    - a voxel already in the map gets one more observation, the frame's mean; at the weight
+      cap it is first scaled to ``max_weight - 1``, so old voxels keep following new colours
+      and positions;
+    - a new voxel takes a row from the end of ``free[:n_free]`` (rows of evicted voxels), or
+      else row ``next_row`` onwards (the caller made room), and enters the index in order.
+    Returns (new index keys, new index rows, new voxels, n_free left, next_row).
     """
     m = index_keys.shape[0]
     n = order.shape[0]
-    found = np.zeros(n, np.bool_)
+    out_keys = np.empty(m + n, np.int64)
+    out_rows = np.empty(m + n, np.int64)
+    a = 0
+    o = 0
+    n_new = 0
     for q in range(n):
-        p = pos[q]
         g = order[q]
-        if p < m and index_keys[p] == keys[g]:
-            found[q] = True
-            row = index_rows[p]
+        key = keys[g]
+        while a < m and index_keys[a] < key:
+            out_keys[o] = index_keys[a]
+            out_rows[o] = index_rows[a]
+            o += 1
+            a += 1
+        if a < m and index_keys[a] == key:
+            row = index_rows[a]
+            a += 1
             w = np.float64(weight[row])
             scale = (max_weight - 1.0) / w if w >= max_weight else 1.0
-            for a in range(3):
-                xyz[row, a] = xyz[row, a] * scale + means[g, a]
-                rgb[row, a] = np.float32(rgb[row, a] * scale + means[g, 3 + a])
+            for c in range(3):
+                xyz[row, c] = xyz[row, c] * scale + means[g, c]
+                rgb[row, c] = np.float32(rgb[row, c] * scale + means[g, 3 + c])
             weight[row] = np.float32(w * scale + 1.0)
-            last[row] = frame_no
-    return found
+        else:
+            if n_free > 0:
+                n_free -= 1
+                row = free[n_free]
+            else:
+                row = next_row
+                next_row += 1
+            for c in range(3):
+                xyz[row, c] = means[g, c]
+                rgb[row, c] = np.float32(means[g, 3 + c])
+            weight[row] = 1.0
+            n_new += 1
+        last[row] = frame_no
+        out_keys[o] = key
+        out_rows[o] = row
+        o += 1
+    while a < m:
+        out_keys[o] = index_keys[a]
+        out_rows[o] = index_rows[a]
+        o += 1
+        a += 1
+    return out_keys[:o], out_rows[:o], n_new, n_free, next_row
 
 
 @nb.njit(cache=True, nogil=True)
@@ -156,7 +190,7 @@ def warm_up() -> float:
     rgb = np.zeros((len(keys), 3), np.float32)
     weight = np.ones(len(keys), np.float32)
     last = np.zeros(len(keys), np.int64)
-    update_rows(keys[order], rows, np.arange(len(keys)), keys, order, means, xyz, rgb, weight,
-                last, 1, 64.0)
+    merge_frame(keys[order][:1], rows[:1], keys, order, means, xyz, rgb, weight, last, rows, 1,
+                1, 1, 64.0)
     eviction_scores(rows, weight, last, 128.0)
     return time.perf_counter() - t0

@@ -162,14 +162,10 @@ class VoxelMap:
                       for a in (self._xyz, self._rgb, self._w, self._last))
         return int(self._keys.nbytes + self._rows.nbytes + len(self._keys) * per_row)
 
-    def _append_rows(self, n_new: int) -> np.ndarray:
-        """Row numbers for ``n_new`` new voxels: rows freed by eviction first, then fresh rows
-        at the end, growing the row arrays (by 1.5x) when full."""
-        n_free = self._free.shape[0]
-        reuse = min(n_new, n_free)
-        recycled = self._free[n_free - reuse:]
-        self._free = self._free[: n_free - reuse]
-        need = self._n + n_new - reuse
+    def _reserve(self, n_rows: int) -> None:
+        """Make room for ``n_rows`` rows after the ones handed out, growing the row arrays
+        by 1.5x when full (rows of evicted voxels are reused before these)."""
+        need = self._n + max(0, n_rows)
         cap = self._w.shape[0]
         if need > cap:
             new_cap = max(need, int(cap * 1.5), 1024)
@@ -178,9 +174,6 @@ class VoxelMap:
                 grown = np.zeros((new_cap, *old.shape[1:]), old.dtype)
                 grown[: self._n] = old[: self._n]
                 setattr(self, name, grown)
-        fresh = np.arange(self._n, need, dtype=np.int64)
-        self._n = need
-        return np.concatenate([recycled, fresh]) if reuse else fresh
 
     # ----------------------------------------------------------------------------- gating
     def is_keyframe(self, cam_to_world: np.ndarray) -> bool:
@@ -238,25 +231,13 @@ class VoxelMap:
         # One observation per voxel per frame (bin_frame averaged this frame's points first),
         # so a near wall does not outweigh everything with hundreds of pixels per voxel.
         order = np.argsort(keys)
-        uniq = keys[order]
         self.frames_fused += 1
-        frame_no = self.frames_fused
-        pos = np.searchsorted(self._keys, uniq)
-        found = _kernels.update_rows(self._keys, self._rows, pos, keys, order, means, self._xyz,
-                                     self._rgb, self._w, self._last, frame_no,
-                                     float(_MAX_WEIGHT))
-        new = ~found
-        n_new = int(new.sum())
-        if n_new:
-            rows = self._append_rows(n_new)
-            fresh = means[order[new]]
-            self._xyz[rows] = fresh[:, :3]
-            self._rgb[rows] = fresh[:, 3:]
-            self._w[rows] = 1.0
-            self._last[rows] = frame_no
-            at = pos[new]
-            self._keys = np.insert(self._keys, at, uniq[new])
-            self._rows = np.insert(self._rows, at, rows)
+        self._reserve(len(keys) - len(self._free))
+        self._keys, self._rows, n_new, n_free, self._n = _kernels.merge_frame(
+            self._keys, self._rows, keys, order, means, self._xyz, self._rgb, self._w,
+            self._last, self._free, len(self._free), self._n, self.frames_fused,
+            float(_MAX_WEIGHT))
+        self._free = self._free[:n_free]
         evicted = self._enforce_bound()
         self._last_pose = pose.copy()
         return FuseResult(True, "fused", int(n_pts), n_new, evicted, time.perf_counter() - t0)
