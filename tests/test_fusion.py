@@ -173,3 +173,59 @@ def test_compiled_frame_binning_matches_numpy():
         order = np.argsort(keys)
         assert np.array_equal(keys[order], uniq)
         assert np.allclose(means[order], ref, atol=1e-9)
+
+
+def _reference_map(frames, cfg: FusionConfig):
+    """The map's policies written plainly (a dict of voxels): one mean observation per voxel
+    per frame, weights capped at 64, eviction of the oldest then least observed voxels down
+    to 95% of the bound, ties in key order."""
+    from folk_model.fusion._kernels import bin_frame
+
+    vox: dict[int, list] = {}  # key -> [xyz sum (3), rgb sum (3), weight, last frame]
+    for n, (d, c, pose) in enumerate(frames, 1):
+        keys, means, _ = bin_frame(d, c, cfg.pixel_stride, K[0, 0], K[1, 1], K[0, 2], K[1, 2],
+                                   pose, cfg.min_depth, cfg.max_depth, cfg.voxel_size)
+        for key, m in zip(keys.tolist(), means, strict=True):
+            v = vox.get(key)
+            if v is None:
+                vox[key] = [m[:3].copy(), m[3:].astype(np.float32), 1.0, n]
+                continue
+            s = 63.0 / v[2] if v[2] >= 64 else 1.0
+            v[0] = v[0] * s + m[:3]
+            v[1] = (v[1] * np.float32(s) + m[3:]).astype(np.float32)
+            v[2], v[3] = float(np.float32(v[2] * s + 1.0)), n
+        if len(vox) > cfg.max_voxels:
+            order = sorted(vox)
+            score = np.array([vox[k][3] * 128.0 + vox[k][2] for k in order])
+            keep_n = int(cfg.max_voxels * 0.95)
+            for i in np.argpartition(score, len(order) - keep_n - 1)[: len(order) - keep_n]:
+                del vox[order[i]]
+    keys = np.array(sorted(vox), np.int64)
+    pts = np.array([vox[k][0] / vox[k][2] for k in keys.tolist()])
+    cols = np.array([vox[k][1] / vox[k][2] for k in keys.tolist()])
+    return keys, pts, cols
+
+
+def test_map_matches_a_plain_reference_through_eviction_and_row_reuse():
+    """Many frames of a moving, partly overlapping view at a small bound: the map (compiled
+    merge, rows of evicted voxels reused) holds exactly the voxels and means that the plain
+    reference does."""
+    rng = np.random.default_rng(7)
+    cfg = FusionConfig(max_voxels=2500, keyframe_translation=0.0, keyframe_rotation_deg=0.0,
+                       pixel_stride=1, voxel_size=0.05)
+    frames = []
+    for i in range(40):
+        d = rng.uniform(0.8, 2.5, (48, 64)).astype(np.float32)
+        d[rng.random((48, 64)) < 0.1] = np.nan
+        c = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        frames.append((d, c, _pose(x=0.15 * (i % 13), yaw_deg=7.0 * (i % 5))))
+    m = VoxelMap(cfg)
+    for d, c, pose in frames:
+        m.integrate(d, c, K, pose)
+        assert len(m) <= cfg.max_voxels
+    assert m.voxels_evicted > 0
+    keys, pts, cols = _reference_map(frames, cfg)
+    snap = m.snapshot()
+    assert np.array_equal(snap.keys, keys)
+    assert np.allclose(snap.points, pts, atol=1e-5)
+    assert np.abs(snap.colors.astype(int) - np.clip(np.rint(cols), 0, 255)).max() <= 1
