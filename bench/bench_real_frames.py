@@ -36,8 +36,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
-DEFAULT_VOCABULARY = ["chair", "table", "sofa", "bed", "cabinet", "shelf", "lamp", "plant",
-                      "monitor", "desk", "toilet", "sink", "bathtub", "door", "window"]
 
 
 def read_organized_pcd(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -114,10 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("frames", nargs="+", type=Path, help="organized PCD files")
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--out", type=Path, default=Path("out/real_frames"))
-    ap.add_argument("--vocabulary", nargs="+", default=DEFAULT_VOCABULARY)
+    ap.add_argument("--vocabulary", nargs="+", default=None,
+                    help="default: the node's start-up vocabulary")
     ap.add_argument("--min-score", type=float, default=0.15,
                     help="instances a user keeps (the node's min_score default)")
     args = ap.parse_args(argv)
+    if args.vocabulary is None:
+        from folk_ros.node import DEFAULT_VOCABULARY
+
+        args.vocabulary = list(DEFAULT_VOCABULARY)
 
     sys.path.insert(0, str(ROOT / "folk_model"))
     from folk_model.labelling import normalize
