@@ -23,9 +23,9 @@ import time
 import numba as nb
 import numpy as np
 
-_BITS = 21  # bits per axis in a packed key; must match voxel_map.pack_keys
-_OFFSET = 1 << (_BITS - 1)
-_MASK = (1 << _BITS) - 1
+KEY_BITS = 21  # bits per axis in a packed key: +-2**20 voxels (about +-21 km at 2 cm)
+KEY_OFFSET = 1 << (KEY_BITS - 1)
+KEY_MASK = (1 << KEY_BITS) - 1
 _FIB = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: 2**64 / golden ratio, odd
 
 
@@ -72,10 +72,10 @@ def bin_frame(depth, color, stride, fx, fy, cx, cy, pose, min_depth, max_depth, 
             px = r00 * x + r01 * y + r02 * z + t0
             py = r10 * x + r11 * y + r12 * z + t1
             pz = r20 * x + r21 * y + r22 * z + t2
-            i = (np.int64(np.floor(px / voxel)) + _OFFSET) & _MASK
-            j = (np.int64(np.floor(py / voxel)) + _OFFSET) & _MASK
-            k = (np.int64(np.floor(pz / voxel)) + _OFFSET) & _MASK
-            key = (i << (2 * _BITS)) | (j << _BITS) | k
+            i = (np.int64(np.floor(px / voxel)) + KEY_OFFSET) & KEY_MASK
+            j = (np.int64(np.floor(py / voxel)) + KEY_OFFSET) & KEY_MASK
+            k = (np.int64(np.floor(pz / voxel)) + KEY_OFFSET) & KEY_MASK
+            key = (i << (2 * KEY_BITS)) | (j << KEY_BITS) | k
             slot = np.int64((np.uint64(key) * _FIB) >> shift)
             while True:
                 g = table[slot]

@@ -42,9 +42,8 @@ from folk_model.fusion import _kernels
 
 log = logging.getLogger(__name__)
 
-_BITS = 21  # bits per axis in a packed key: +-2**20 voxels (about +-21 km at 2 cm)
-_OFFSET = 1 << (_BITS - 1)
-_MASK = (1 << _BITS) - 1
+# key layout: one definition, shared with the compiled loops
+_BITS, _OFFSET, _MASK = _kernels.KEY_BITS, _kernels.KEY_OFFSET, _kernels.KEY_MASK
 _MAX_WEIGHT = 64  # observation weight cap: old voxels still follow new colours / positions
 _EVICT_TO = 0.95  # after eviction the map holds this fraction of max_voxels
 
