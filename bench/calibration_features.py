@@ -35,9 +35,9 @@ FEATURE_SETS = (["logit"], ["maxcos"], ["gap"], ["logit", "maxcos"], ["logit", "
 
 
 def features(sim: np.ndarray, t: float) -> dict[str, np.ndarray]:
-    z = sim / t
-    p = np.exp(z - z.max(1, keepdims=True))
-    p1 = np.clip(p.max(1) / p.sum(1), 1e-12, 1 - 1e-12)
+    from folk_model.eval.calibration import top1
+
+    p1 = np.clip(top1(sim, np.zeros(len(sim), np.int64), t)[0], 1e-12, 1 - 1e-12)
     cs = np.sort(sim, 1)
     return {"logit": np.log(p1) - np.log1p(-p1), "maxcos": cs[:, -1],
             "gap": cs[:, -1] - cs[:, -2]}
@@ -79,13 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="dev")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "folk_model"))
-    from tqdm import tqdm
-
-    from folk_model.data.loader import load_scene
-    from folk_model.eval.calibrate import _scene_dirs, embed_ground_truth
+    from folk_model.eval.calibrate import _scene_dirs, embed_rooms
     from folk_model.eval.calibration import fit_temperature, reliability_bins
     from folk_model.eval.cli import evaluation_vocabulary
-    from folk_model.eval.meshes import objects_on_training_meshes, training_meshes
+    from folk_model.eval.meshes import training_meshes
     from folk_model.labelling import normalize
     from folk_model.student import load_weights
     from folk_model.vl import create_vl_encoder, load_vl_config
@@ -95,19 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     enc = create_vl_encoder(load_vl_config(None, manifest, "cpu"), text_only=True)
     vocab, _ = evaluation_vocabulary([args.data_root], manifest)
     text = normalize(enc.encode_texts(vocab))
-    train = training_meshes(manifest, [args.data_root])
-    sims, target, unseen, room = [], [], [], []
-    for d in tqdm(dirs, desc="embed GT masks", unit="room"):
-        sc = load_scene(d, require_frames=False)
-        emb, labels, ids = embed_ground_truth(seg, sc, vocab, 100)
-        has = np.any(emb != 0, axis=1)
-        seen = objects_on_training_meshes(sc, train) if train else {}
-        sims.append(normalize(emb[has]) @ text.T)
-        target += [vocab.index(c) for c, h in zip(labels, has, strict=True) if h]
-        unseen += [seen.get(int(i)) is False for i, h in zip(ids, has, strict=True) if h]
-        room += [d.name] * int(has.sum())
-    sim_all = np.concatenate(sims).astype(np.float64)
-    target_all, unseen_a, room_a = np.array(target), np.array(unseen), np.array(room)
+    er = embed_rooms(seg, dirs, vocab, text, training_meshes(manifest, [args.data_root]),
+                     desc="embed GT masks")
+    sim_all, target_all = er.sim, er.target
+    unseen_a = np.array([v is False for v in er.on_train], bool)
+    room_a = np.array(er.scene_of)
     right_all = sim_all.argmax(1) == target_all
     sim, tgt, right, rooms = (sim_all[unseen_a], target_all[unseen_a], right_all[unseen_a],
                               room_a[unseen_a])

@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,59 @@ def embed_ground_truth(segmenter: Any, scene: Any, vocabulary: list[str],
     masks = [masks[i] for i in keep]
     emb = segmenter.embed_masks(scene.points, scene.colors, masks)
     return emb, [str(labels[i]) for i in keep], ids[keep].astype(np.int32)
+
+
+@dataclass
+class EmbeddedRooms:
+    """The evaluated GT masks of some rooms as the student sees them (one row per mask that
+    has a finite point: a mask with none says nothing about a score).
+
+    Attributes:
+        sim: float64 [N, C] cosine of each mask's embedding to the vocabulary's words.
+        target: int64 [N] index of its true class in the vocabulary.
+        classes: its class names.
+        on_train: whether its object is on a mesh the weights trained on (None: unknown).
+        scene_of: index into ``scenes`` of its room.
+        scenes: the loaded rooms.
+    """
+
+    sim: np.ndarray
+    target: np.ndarray
+    classes: list[str]
+    on_train: list[bool | None]
+    scene_of: list[int]
+    scenes: list[Any]
+
+
+def embed_rooms(segmenter: Any, dirs: list[Path], vocab: list[str], text: np.ndarray,
+                train: Any, min_region_size: int = 100,
+                desc: str = "folk-calibrate") -> EmbeddedRooms:
+    """Embed the evaluated GT masks of every room of ``dirs`` (:func:`embed_ground_truth`)
+    and compare them with the unit text embeddings ``text`` [C, D] of ``vocab``; ``train``
+    is ``eval.meshes.training_meshes`` of the weights (empty: ``on_train`` all None)."""
+    from tqdm import tqdm
+
+    from folk_model.data.loader import load_scene
+    from folk_model.eval.meshes import objects_on_training_meshes
+    from folk_model.labelling import normalize
+
+    sims, targets, scene_of, classes, scenes, on_train = [], [], [], [], [], []
+    for d in tqdm(dirs, desc=desc, unit="room"):
+        sc = load_scene(d, require_frames=False)
+        if sc.meta.get("split") == "train":
+            logger.warning("%s is a training room: scores calibrated on rooms the student "
+                           "learned from read too sure; use dev rooms", sc.name)
+        emb, labels, ids = embed_ground_truth(segmenter, sc, vocab, min_region_size)
+        has = np.any(emb != 0, axis=1)  # a mask with no finite point says nothing about T
+        seen_obj = objects_on_training_meshes(sc, train) if train else {}
+        on_train += [seen_obj.get(int(i)) for i, h in zip(ids, has, strict=True) if h]
+        sims.append(normalize(emb[has]) @ text.T)
+        targets += [vocab.index(c) for c, h in zip(labels, has, strict=True) if h]
+        classes += [c for c, h in zip(labels, has, strict=True) if h]
+        scene_of += [len(scenes)] * int(has.sum())
+        scenes.append(sc)
+    sim = np.concatenate(sims).astype(np.float64) if sims else np.zeros((0, len(vocab)))
+    return EmbeddedRooms(sim, np.array(targets, np.int64), classes, on_train, scene_of, scenes)
 
 
 def fit(sim: np.ndarray, target: np.ndarray) -> tuple[float, tuple[float, float]]:
@@ -142,9 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    from tqdm import tqdm
 
-    from folk_model.data.loader import SceneError, load_scene
+    from folk_model.data.loader import SceneError
     from folk_model.eval.calibration import calibration_stats, plot_reliability
     from folk_model.eval.cli import evaluation_vocabulary
     from folk_model.labelling import normalize
@@ -171,30 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_memory:
         segmenter.memory = None
     text = normalize(encoder.encode_texts(vocab))
-    from folk_model.eval.meshes import (
-        mesh_seen_by_class,
-        objects_on_training_meshes,
-        training_meshes,
-    )
+    from folk_model.eval.meshes import mesh_seen_by_class, training_meshes
 
     train = training_meshes(manifest, args.data_root)
-    sims, targets, scene_of, classes, scenes, on_train = [], [], [], [], [], []
-    for d in tqdm(dirs, desc="folk-calibrate", unit="room"):
-        sc = load_scene(d, require_frames=False)
-        if sc.meta.get("split") == "train":
-            logger.warning("%s is a training room: scores calibrated on rooms the student "
-                           "learned from read too sure; use dev rooms", sc.name)
-        emb, labels, ids = embed_ground_truth(segmenter, sc, vocab, args.min_region_size)
-        has = np.any(emb != 0, axis=1)  # a mask with no finite point says nothing about T
-        seen_obj = objects_on_training_meshes(sc, train) if train else {}
-        on_train += [seen_obj.get(int(i)) for i, h in zip(ids, has, strict=True) if h]
-        sims.append(normalize(emb[has]) @ text.T)
-        targets += [vocab.index(c) for c, h in zip(labels, has, strict=True) if h]
-        classes += [c for c, h in zip(labels, has, strict=True) if h]
-        scene_of += [len(scenes)] * int(has.sum())
-        scenes.append(sc)
-    sim = np.concatenate(sims).astype(np.float64) if sims else np.zeros((0, len(vocab)))
-    target = np.array(targets, np.int64)
+    rooms = embed_rooms(segmenter, dirs, vocab, text, train, args.min_region_size)
+    sim, target, classes = rooms.sim, rooms.target, rooms.classes
+    on_train, scene_of, scenes = rooms.on_train, rooms.scene_of, rooms.scenes
     mesh_filter = "all"
     keep = None
     if args.meshes == "unseen" and any(v is not None for v in on_train):
