@@ -63,6 +63,8 @@ def level(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     within 60 degrees of level is horizontal, and the rows of that plane's inliers."""
     import open3d as o3d
 
+    from folk_model.student.floor import _rotation_to_z
+
     ok = np.flatnonzero(np.isfinite(points).all(1))
     # optical (x right, y down, z forward) -> x right, y forward, z up
     base = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])
@@ -74,34 +76,25 @@ def level(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         (a, b, c, _d), inl = pc.segment_plane(0.02, 3, 500)
         n = np.array([a, b, c]) / np.linalg.norm([a, b, c])
         if abs(n[2]) >= np.cos(np.radians(60)):  # a camera pitched up to 60 deg down
-            n = n if n[2] > 0 else -n
-            axis = np.cross(n, [0, 0, 1.0])
-            s, cth = np.linalg.norm(axis), float(n[2])
-            if s < 1e-9:
-                return base, rest[np.asarray(inl)]
-            k = axis / s
-            kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-            rot = np.eye(3) + s * kx + (1 - cth) * kx @ kx  # Rodrigues: n -> +z
-            return rot @ base, rest[np.asarray(inl)]
+            return _rotation_to_z(n if n[2] > 0 else -n) @ base, rest[np.asarray(inl)]
         rest = np.delete(rest, np.asarray(inl))
     raise ValueError("no plane within 60 degrees of level: cannot tell which way is up")
 
 
 def overlay(colors: np.ndarray, hw: tuple[int, int], masks: list[np.ndarray],
             path: Path) -> None:
-    """The frame's image beside the same image with each instance painted in its colour."""
+    """The frame's image beside the same image with each instance painted in its colour
+    (the colours of the node's RViz markers)."""
     from PIL import Image
+
+    from folk_ros.conversions import instance_color
 
     h, w = hw
     img = colors.reshape(h, w, 3).astype(np.float32)
     out = img * 0.35 + 0.65 * img.mean(2, keepdims=True) * 0.6
-    palette = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
-                        [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230],
-                        [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255]],
-                       np.float32)
     flat = out.reshape(-1, 3)
     for i, m in enumerate(masks):
-        flat[m] = 0.3 * flat[m] + 0.7 * palette[i % len(palette)]
+        flat[m] = 0.3 * flat[m] + 0.7 * 255 * np.array(instance_color(i + 1), np.float32)
     both = np.concatenate([img, out], 1).clip(0, 255).astype(np.uint8)
     Image.fromarray(both).save(path)
 
