@@ -29,14 +29,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from folk_model.data.loader import load_scene
     from folk_model.train.cli import read_config
-    from folk_model.train.data import refuse_test_scene, scene_dirs
+    from folk_model.train.data import refuse_test_scene, training_scene_dirs
     from folk_model.train.worlds import make_worlds
 
     cfg = read_config(args.config)[0]
-    dirs = scene_dirs(cfg.data_root, cfg.train_split)
-    if cfg.max_scenes:
-        dirs = dirs[: cfg.max_scenes]
-    for d in tqdm(dirs, desc="training worlds", unit="room"):
+    for d in tqdm(training_scene_dirs(cfg), desc="training worlds", unit="room"):
         sc = load_scene(d)
         refuse_test_scene(sc.meta, sc.name, "training")
         make_worlds(sc, d, cfg)

@@ -74,7 +74,7 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
         load_teacher,
         read_classes,
         refuse_test_scene,
-        scene_dirs,
+        training_scene_dirs,
     )
     from folk_model.train.train import build_train_scene
     from folk_model.train.worlds import make_worlds
@@ -91,9 +91,7 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
                          " (leave student.embed_dim out of the config: it follows the encoder)")
     text = encoder.encode_texts(vocab)
     tdir = Path(cfg.teacher_dir or Path(cfg.data_root) / "teacher")
-    dirs = scene_dirs(cfg.data_root, cfg.train_split)
-    if cfg.max_scenes:
-        dirs = dirs[: cfg.max_scenes]
+    dirs = training_scene_dirs(cfg)
     scenes, sources, meshes = [], {}, set()
     for d in tqdm(dirs, desc="training rooms", unit="room", disable=len(dirs) < 10):
         sc = load_scene(d)

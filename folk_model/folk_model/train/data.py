@@ -34,6 +34,13 @@ def scene_dirs(data_root: str | Path, split: str) -> list[Path]:
     return out
 
 
+def training_scene_dirs(cfg: Any) -> list[Path]:
+    """The training rooms of a ``TrainConfig``: its split's rooms, the first
+    ``max_scenes`` of them when that is set."""
+    dirs = scene_dirs(cfg.data_root, cfg.train_split)
+    return dirs[: cfg.max_scenes] if cfg.max_scenes else dirs
+
+
 def load_teacher(teacher_dir: str | Path, scene_name: str,
                  expect: dict[str, Any] | None = None) -> dict[str, np.ndarray] | None:
     """Arrays of ``<teacher_dir>/<scene>.npz`` (None when absent); when ``expect`` is given, the
