@@ -313,6 +313,38 @@ def test_paired_bootstrap_perfect_against_wrong_and_refuses_unpaired() -> None:
         paired_bootstrap({"good": good, "bad": bad}, samples=10)
 
 
+def test_paired_bootstrap_class_agnostic_pools_every_class_as_one() -> None:
+    """agnostic=True compares proposals whatever their names: two evaluators that differ only
+    in the labels they give are equal, and the estimate is the evaluator's class-agnostic AP50
+    (bench_robustness --baseline)."""
+    from folk_model.eval.bootstrap import paired_bootstrap
+
+    gt, labels = _scene()
+    named = InstanceAPEvaluator(["chair", "table"])
+    swapped = InstanceAPEvaluator(["chair", "table"])
+    missing = InstanceAPEvaluator(["chair", "table"])
+    for k in range(6):
+        found = [Prediction(np.arange(0, 200), "chair", 0.9),
+                 Prediction(np.arange(200, 500), "table", 0.8)]
+        named.process(gt, labels, found)
+        swapped.process(gt, labels, [Prediction(p.point_indices, "table" if p.label == "chair"
+                                                else "chair", p.score) for p in found])
+        missing.process(gt, labels, found[:1] if k % 2 else found)
+    boot = paired_bootstrap({"named": named, "swapped": swapped, "missing": missing},
+                            samples=200, agnostic=True)
+    assert set(boot["methods"]["named"]) == {"all"}
+    assert boot["methods"]["named"]["all"]["estimate"] == pytest.approx(
+        named.evaluate()["class_agnostic"]["AP50"]) == 1.0
+    same = boot["differences"]["named - swapped"]["all"]
+    assert same["low"] == same["high"] == 0.0
+    # class-aware, the swapped names find nothing
+    assert paired_bootstrap({"s": swapped}, samples=10)["methods"]["s"]["all"]["estimate"] == 0
+    worse = boot["differences"]["named - missing"]["all"]
+    assert worse["estimate"] == pytest.approx(
+        1.0 - missing.evaluate()["class_agnostic"]["AP50"]) and worse["estimate"] > 0
+    assert worse["low"] > 0 and worse["p_a_ge_b"] == 1.0
+
+
 def test_folk_eval_cli_several_roots_bootstrap_and_refusal(synth_scene, tmp_path) -> None:
     """folk-eval on the shipped weights over two dataset roots (student only): one report over
     both roots' scenes with the bootstrap section; a root with other classes is refused."""

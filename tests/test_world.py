@@ -139,6 +139,32 @@ def test_robustness_report_rows_carry_the_largest_gt_object(synth_scene: Path) -
     assert "largest GT object" in markdown_table(list(rows.values()))
 
 
+def test_compare_variants_segments_the_same_clouds_with_each_network(synth_scene: Path) -> None:
+    """bench_robustness --baseline: two segmenters on the very same clouds; the same weights
+    twice give the same figures room by room, and each result keeps its matches for the
+    paired bootstrap."""
+    from folk_model.eval.bootstrap import paired_bootstrap
+    from folk_model.eval.robustness import compare_variants
+    from folk_model.student import load_weights
+
+    a, _ = load_weights(WEIGHTS, "cpu")
+    b, _ = load_weights(WEIGHTS, "cpu")
+    b.cfg.floor_frame = False  # another network's behaviour: absolute heights
+    scene = load_scene(synth_scene)
+    classes = sorted(set(scene.instance_labels().values()))
+    res = compare_variants({"a": a, "a2": a, "b": b}, [scene], classes,
+                           ["clean scan", "height +0.5 m"], progress=False)
+    for v in ("clean scan", "height +0.5 m"):
+        assert res["a"][v].ap == res["a2"][v].ap
+        assert res["a"][v].instances == res["a2"][v].instances
+        assert res["a"][v].gt_instances == res["b"][v].gt_instances  # same cloud
+        boot = paired_bootstrap({"a": res["a"][v].evaluator, "a2": res["a2"][v].evaluator},
+                                samples=20, agnostic=True)
+        assert boot["differences"]["a - a2"]["all"]["estimate"] == 0.0
+    # the floor frame is what holds a raised room: without it the figures move
+    assert res["b"]["height +0.5 m"].ap != res["a"]["height +0.5 m"].ap
+
+
 def test_world_augmentation_keeps_points_and_instances_aligned() -> None:
     from student_toy import toy_room
 

@@ -270,6 +270,11 @@ class InstanceAPEvaluator:
         """Class-aware detections of ``cls`` per processed scene, in processing order."""
         return [self._scene_detections(s, cls, th) for s in self._aware]
 
+    def agnostic_detections(self, th: float) -> list[SceneDetections]:
+        """Class-agnostic detections (every GT instance and prediction one class) per
+        processed scene, in processing order: what ``class_agnostic`` AP pools."""
+        return [self._scene_detections(s, AGNOSTIC, th) for s in self._agnostic]
+
     @classmethod
     def _class_ap(cls, scenes: list[_SceneMatch], name: str, th: float) -> float:
         return cls.pooled_ap([cls._scene_detections(s, name, th) for s in scenes])

@@ -14,7 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from folk_model.eval.ap import InstanceAPEvaluator, SceneDetections, pooled_average_precision
+from folk_model.eval.ap import (
+    AGNOSTIC,
+    InstanceAPEvaluator,
+    SceneDetections,
+    pooled_average_precision,
+)
 
 
 class _ClassTable:
@@ -47,14 +52,16 @@ def _split_mean(per: np.ndarray, cols: list[int]) -> np.ndarray:
 
 
 def paired_bootstrap(evaluators: Mapping[str, InstanceAPEvaluator], samples: int = 1000,
-                     threshold: float = 0.5, confidence: float = 0.95, seed: int = 0
-                     ) -> dict[str, Any]:
+                     threshold: float = 0.5, confidence: float = 0.95, seed: int = 0,
+                     agnostic: bool = False) -> dict[str, Any]:
     """Bootstrap intervals of mean class-aware AP at one IoU threshold (0.5: AP50).
 
     Args:
         evaluators: method name -> evaluator; all processed the same scenes in the same order.
         samples: bootstrap resamples of the scenes.
         confidence: the interval's coverage (percentile interval).
+        agnostic: class-agnostic AP instead (one class; only the split ``all``): how two
+            networks' proposals compare on the same rooms (``bench_robustness --baseline``).
 
     Returns:
         ``{"samples", "threshold", "confidence", "methods": {name: {split: {estimate, low,
@@ -75,10 +82,12 @@ def paired_bootstrap(evaluators: Mapping[str, InstanceAPEvaluator], samples: int
             raise ValueError(f"paired_bootstrap: {name} processed another number of scenes")
     if n == 0 or not first.classes:
         raise ValueError("paired_bootstrap: no scenes processed or no classes")
-    classes = first.classes
+    classes = [AGNOSTIC] if agnostic else first.classes
     splits = {"all": list(range(len(classes))),
-              "base": [i for i, c in enumerate(classes) if c in set(first.base)],
-              "novel": [i for i, c in enumerate(classes) if c in set(first.novel)]}
+              "base": [] if agnostic else [i for i, c in enumerate(classes)
+                                           if c in set(first.base)],
+              "novel": [] if agnostic else [i for i, c in enumerate(classes)
+                                            if c in set(first.novel)]}
     rng = np.random.default_rng(seed)
     mults = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)])
     full = np.ones(n, np.int64)
@@ -88,7 +97,9 @@ def paired_bootstrap(evaluators: Mapping[str, InstanceAPEvaluator], samples: int
     out: dict[str, Any] = {"samples": samples, "threshold": threshold, "confidence": confidence,
                            "scenes": n, "methods": {}, "differences": {}}
     for name in names:
-        tables = [_ClassTable(evaluators[name].scene_detections(c, threshold)) for c in classes]
+        ev = evaluators[name]
+        tables = ([_ClassTable(ev.agnostic_detections(threshold))] if agnostic
+                  else [_ClassTable(ev.scene_detections(c, threshold)) for c in classes])
         per = np.array([[t.ap(m) for t in tables] for m in mults])
         point = np.array([[t.ap(full) for t in tables]])
         means[name] = {k: _split_mean(per, cols) for k, cols in splits.items() if cols}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -261,12 +261,25 @@ class VariantResult:
     # per room: the largest share of its points in one GT instance (a cloud with almost no
     # floor and walls, the coarse grid's, has single objects over a quarter of its points)
     gt_max_share: list[float] = field(default_factory=list)
+    # the matches behind ``ap``, room by room (eval.bootstrap.paired_bootstrap, agnostic=True)
+    evaluator: Any = None
 
 
 def run_variants(segmenter: Any, scenes: Sequence[Any], classes: Sequence[str],
                  variants: Sequence[str] | None = None, min_region_size: int = 100,
                  progress: bool = True) -> dict[str, VariantResult]:
     """Segment every variant of every scene; class-agnostic AP per variant."""
+    return compare_variants({"": segmenter}, scenes, classes, variants, min_region_size,
+                            progress)[""]
+
+
+def compare_variants(segmenters: Mapping[str, Any], scenes: Sequence[Any],
+                     classes: Sequence[str], variants: Sequence[str] | None = None,
+                     min_region_size: int = 100, progress: bool = True
+                     ) -> dict[str, dict[str, VariantResult]]:
+    """Segment every variant of every scene with each of ``segmenters`` (name -> segmenter),
+    on the very same clouds (a variant is built once per room), so that two networks can be
+    compared room by room: ``{segmenter name: {variant: VariantResult}}``."""
     import time
 
     from tqdm import tqdm
@@ -278,8 +291,9 @@ def run_variants(segmenter: Any, scenes: Sequence[Any], classes: Sequence[str],
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         raise ValueError(f"unknown variants {unknown}; known: {list(VARIANTS)}")
-    evs = {n: InstanceAPEvaluator(classes, (), min_region_size) for n in names}
-    res = {n: VariantResult(n, {}, [], [], [], [], []) for n in names}
+    res = {k: {n: VariantResult(n, {}, [], [], [], [], [],
+                                InstanceAPEvaluator(classes, (), min_region_size))
+               for n in names} for k in segmenters}
     label = classes[0]
     for sc in tqdm(scenes, desc="robustness", unit="room", disable=not progress):
         scan = scene_cloud(sc)
@@ -294,20 +308,25 @@ def run_variants(segmenter: Any, scenes: Sequence[Any], classes: Sequence[str],
             if needs_room and room is None:
                 continue
             cloud = make(sc, room, scan)
-            t0 = time.perf_counter()
-            out = segmenter.segment(cloud.points, cloud.colors)
-            res[n].seconds.append(time.perf_counter() - t0)
-            evs[n].process(cloud.instance_ids, cloud.instance_labels(sc.label_table),
-                           [Prediction(i.point_indices, label, i.score) for i in out.instances])
+            labels = cloud.instance_labels(sc.label_table)
             n_pts = max(1, len(cloud.points))
-            res[n].max_share.append(max((len(i.point_indices) / n_pts for i in out.instances),
-                                        default=0.0))
-            res[n].instances.append(len(out.instances))
             _, cnt = np.unique(cloud.instance_ids[cloud.instance_ids > 0], return_counts=True)
-            res[n].gt_instances.append(int((cnt >= min_region_size).sum()))
-            res[n].gt_max_share.append(float(cnt.max(initial=0)) / n_pts)
-    for n in names:
-        res[n].ap = evs[n].evaluate()["class_agnostic"]
+            for k, segmenter in segmenters.items():
+                r = res[k][n]
+                t0 = time.perf_counter()
+                out = segmenter.segment(cloud.points, cloud.colors)
+                r.seconds.append(time.perf_counter() - t0)
+                r.evaluator.process(cloud.instance_ids, labels,
+                                    [Prediction(i.point_indices, label, i.score)
+                                     for i in out.instances])
+                r.max_share.append(max((len(i.point_indices) / n_pts for i in out.instances),
+                                       default=0.0))
+                r.instances.append(len(out.instances))
+                r.gt_instances.append(int((cnt >= min_region_size).sum()))
+                r.gt_max_share.append(float(cnt.max(initial=0)) / n_pts)
+    for per in res.values():
+        for r in per.values():
+            r.ap = r.evaluator.evaluate()["class_agnostic"]
     return res
 
 
@@ -351,6 +370,7 @@ __all__ = [
     "Cloud",
     "VariantResult",
     "coarse_structure",
+    "compare_variants",
     "fused_map",
     "grey",
     "markdown_table",
