@@ -86,3 +86,43 @@ def test_structure_mask_takes_a_thick_noisy_wall_whole_but_not_what_stands_befor
     assert m[parts["wall_x4"]].mean() > 0.97
     assert m[parts["table"]].mean() < 0.01
     assert m[parts["wardrobe"]][pts[parts["wardrobe"], 2] > 0.05].mean() < 0.01
+
+
+def test_a_known_floor_replaces_only_an_estimate_that_disagrees_with_it() -> None:
+    """A robot knows its floor (TF: gravity and base_footprint). In a close-up of a table
+    top the estimate takes the top for the floor and the known floor replaces it; where the
+    floor is in view the estimate agrees and is kept (it fits the cloud's own floor better)."""
+    import torch
+
+    from folk_model.config import StudentConfig
+    from folk_model.student.floor import agrees, known_floor
+    from folk_model.student.inference import StudentSegmenter
+    from folk_model.student.model import FolkStudent
+
+    pts, parts = crafted_room()
+    tilted = pts @ Rotation.from_euler("x", 1.0, degrees=True).as_matrix().T.astype(np.float32)
+    est = floor_frame(tilted)
+    assert agrees(est, known_floor(0.0), tilted)  # 1 degree and millimetres: the same floor
+    assert not agrees(est, known_floor(0.5), tilted)  # half a metre off
+    assert not agrees(est, known_floor(0.0), tilted, max_tilt_deg=0.5)
+
+    top = pts[parts["table"]]
+    est = floor_frame(top)
+    assert est.found and not agrees(est, known_floor(0.0), top)  # the top taken for a floor
+
+    cfg = StudentConfig(voxel_size=0.04, channels=(8, 8), embed_dim=8, head_hidden=8,
+                        feat_dim=8)
+    seg = StudentSegmenter(FolkStudent(cfg).eval(), cfg)
+    col = np.full((len(top), 3), 128, np.uint8)
+    heights = {}
+    for name, floor in (("estimated", None), ("known", known_floor(0.0)),
+                        ("known, raised", known_floor(0.25))):
+        vb, found = seg._voxelize(top, col, floor)
+        assert found
+        heights[name] = float(torch.median(vb.centers[:, 2]))
+    assert abs(heights["estimated"]) < 0.03  # the top at z = 0: read as a floor
+    assert abs(heights["known"] - 0.75) < 0.03  # the top where it is: 0.75 m up
+    assert abs(heights["known, raised"] - 0.5) < 0.03
+    # where the floor is in view, a known floor within tolerance keeps the estimate
+    vb, _ = seg._voxelize(tilted, np.full((len(tilted), 3), 128, np.uint8), known_floor(0.05))
+    assert abs(float(torch.quantile(vb.centers[:, 2], 0.05))) < 0.03

@@ -189,6 +189,78 @@ def with_ceiling(room: Any, scan: Cloud) -> Cloud:
     return _with(scan, c, np.full((len(c), 3), 240, np.uint8))
 
 
+def close_up(room: Any, scan: Cloud, seed: int = 0, width: int = 320, height: int = 240,
+             fx: float = 262.5) -> Cloud:
+    """One depth frame from a camera 0.5-0.7 m over the piece of furniture that carries the
+    most other objects (a table top as a manipulator's wrist or head camera sees it): little
+    or no floor and wall in view, so the floor cannot be estimated from the frame (the real
+    stereo table-top frame of ``bench_real_frames.py``). Of 8 directions around the top,
+    the view with the least floor and wall in it; depth with the sensor model's noise and
+    edge holes; colours from the nearest scan point, GT from the surface hit."""
+    import open3d as o3d
+
+    from folk_model.data.synth.render import add_depth_noise
+
+    rng = np.random.default_rng(seed)
+    boxes = [(code, V.min(0), V.max(0)) for code, V, _ in room.objects]
+    best, best_key = None, (-1, 0.0)
+    for k, (code, lo, hi) in enumerate(boxes):
+        area = float(np.prod(hi[:2] - lo[:2]))
+        if code == 0 or not 0.35 <= hi[2] <= 1.2 or area < 0.12:
+            continue
+        on = sum(1 for j, (_, lo2, hi2) in enumerate(boxes) if j != k
+                 and abs(lo2[2] - hi[2]) < 0.06
+                 and np.all((lo2[:2] + hi2[:2]) / 2 > lo[:2])
+                 and np.all((lo2[:2] + hi2[:2]) / 2 < hi[:2]))
+        if (on, area) > best_key:
+            best, best_key = k, (on, area)
+    if best is None:  # no table-like top: the largest object
+        best = int(np.argmax([np.prod(hi - lo) for _, lo, hi in boxes]))
+    _, lo, hi = boxes[best]
+    target = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, hi[2]])
+
+    rc = o3d.t.geometry.RaycastingScene()
+    gid_code = []
+    for kind, (V, F) in room.structure.items():
+        rc.add_triangles(o3d.core.Tensor(np.asarray(V, np.float32)),
+                         o3d.core.Tensor(np.asarray(F, np.uint32)))
+        gid_code.append(-1 if kind in ("floor", "wall") else 0)
+    for code, V, F in room.objects:
+        rc.add_triangles(o3d.core.Tensor(np.asarray(V, np.float32)),
+                         o3d.core.Tensor(np.asarray(F, np.uint32)))
+        gid_code.append(code)
+    gid_code = np.array([*gid_code, 0], np.int64)  # last: nothing hit
+    K = np.array([[fx, 0, width / 2], [0, fx, height / 2], [0, 0, 1]])
+    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    dirs_c = np.stack([(u - K[0, 2]) / fx, (v - K[1, 2]) / fx, np.ones_like(u)], -1)
+    dirs_c = dirs_c.reshape(-1, 3)
+    lift = float(rng.uniform(0.5, 0.7))
+    reach = float(rng.uniform(0.15, 0.3))
+    views = []
+    for a in np.arange(8) * np.pi / 4 + rng.uniform(0, np.pi / 4):
+        eye = target + np.array([reach * np.cos(a), reach * np.sin(a), lift])
+        fwd = (target - eye) / np.linalg.norm(target - eye)
+        right = np.cross(fwd, [0.0, 0.0, 1.0])
+        right /= np.linalg.norm(right)
+        down = np.cross(fwd, right)
+        R = np.stack([right, down, fwd], 1)  # camera-to-world rotation (x right, y down)
+        rays = np.concatenate([np.broadcast_to(eye, dirs_c.shape), dirs_c @ R.T], 1)
+        out = rc.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))
+        t = out["t_hit"].numpy()
+        gid = np.where(np.isfinite(t), out["geometry_ids"].numpy().astype(np.int64),
+                       len(gid_code) - 1)
+        hit = np.isfinite(t)
+        structure = float((gid_code[gid[hit]] == -1).mean()) if hit.any() else 1.0
+        views.append((structure, eye, R, t, gid))
+    _, eye, R, t, gid = min(views, key=lambda x: x[0])
+    depth = np.where(np.isfinite(t), t, 0).astype(np.float32).reshape(height, width)
+    depth = add_depth_noise(depth, rng, 4.0).reshape(-1)
+    ok = depth > 0
+    P = (eye + (dirs_c[ok] * depth[ok, None]) @ R.T).astype(np.float32)
+    code = np.maximum(gid_code[gid[ok]], 0)
+    return _from_code(P, _colour_from_scan(P, scan), code)
+
+
 # ------------------------------------------------------------------------ sensor changes
 def fused_map(scene: Any, extra_noise: float = 0.0, holes: float = 0.0,
               seed: int = 0) -> Cloud:
@@ -245,6 +317,7 @@ VARIANTS: dict[str, tuple[Variant, bool]] = {
     "fused map, 3x noise + holes": (lambda s, r, c: fused_map(s, extra_noise=2.0, holes=0.1),
                                     False),
     "single RGB-D frame": (lambda s, r, c: single_frame(s), False),
+    "table-top close-up": (lambda s, r, c: close_up(r, c), True),
 }
 
 
@@ -369,6 +442,7 @@ __all__ = [
     "VARIANTS",
     "Cloud",
     "VariantResult",
+    "close_up",
     "coarse_structure",
     "compare_variants",
     "fused_map",
