@@ -173,33 +173,6 @@ def floor_frame(points: np.ndarray, max_tilt_deg: float = 12.0, inlier_dist: flo
     return FloorFrame(np.eye(3), np.array([0.0, 0.0, -float(np.quantile(z, 0.01))]), False, 0.0)
 
 
-def known_floor(floor_z: float = 0.0) -> FloorFrame:
-    """The floor frame of a cloud whose frame is gravity-aligned (z up) with the floor at
-    height ``floor_z``: a robot's fixed frame (odom, map: REP 105) and the height of its
-    base_footprint there. The student then needs no floor in view (a close-up of a table
-    top), and the structure prior still runs."""
-    return FloorFrame(np.eye(3), np.array([0.0, 0.0, -float(floor_z)]), True, 1.0)
-
-
-def agrees(estimate: FloorFrame, known: FloorFrame, points: np.ndarray,
-           max_tilt_deg: float = 5.0, max_offset: float = 0.15) -> bool:
-    """Whether an estimated floor is the known one: found, within ``max_tilt_deg`` of its
-    normal and within ``max_offset`` metres of its height under the cloud's centre. On dev
-    single frames the estimate beats the exact floor (AP50 75.4 vs 65.5: the frames' pose
-    drift moves their floor by centimetres), so it is kept where it agrees."""
-    if not estimate.found:
-        return False
-    n_est, n_known = estimate.rotation[2], known.rotation[2]
-    if float(n_est @ n_known) < np.cos(np.deg2rad(max_tilt_deg)):
-        return False
-    p = np.asarray(points, np.float64).reshape(-1, 3)
-    c = np.nanmedian(p, axis=0) if len(p) else np.zeros(3)
-    # height of the estimated floor plane under c, in the known floor's frame
-    on_est = c - (c @ n_est + estimate.translation[2]) / max(float(n_est[2]), 1e-6) * \
-        np.array([0.0, 0.0, 1.0])
-    return abs(float(on_est @ n_known + known.translation[2])) <= max_offset
-
-
 def _lowest_wide_plane(pts: np.ndarray, full: np.ndarray, n: np.ndarray, d: float,
                        inlier_dist: float, cos_max: float, rng: np.random.Generator,
                        cell: float = 0.5, min_cover: float = 0.5,
@@ -389,4 +362,4 @@ def _area_per_point(pts: np.ndarray, sample: int = 2000, seed: int = 0) -> float
     return float(np.median(d[:, 1]) ** 2)
 
 
-__all__ = ["FloorFrame", "agrees", "floor_frame", "known_floor", "structure_mask"]
+__all__ = ["FloorFrame", "floor_frame", "structure_mask"]

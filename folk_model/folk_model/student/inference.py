@@ -13,7 +13,7 @@ import torch
 
 from folk_model.config import StudentConfig
 from folk_model.labelling import Labelling, label_embeddings
-from folk_model.student.floor import FloorFrame, agrees, floor_frame, structure_mask
+from folk_model.student.floor import floor_frame, structure_mask
 from folk_model.student.memory import InstanceMemory
 from folk_model.student.model import FolkStudent, VoxelBatch, voxelize
 from folk_model.student.proposals import cluster_voxels, nms
@@ -118,18 +118,13 @@ class StudentSegmenter:
             valid = np.sort(self._rng.choice(valid, self.cfg.max_points, replace=False))
         return points, np.clip(colors, 0, 255).astype(np.uint8), valid
 
-    def _voxelize(self, points: np.ndarray, colors: np.ndarray,
-                  floor: FloorFrame | None = None) -> tuple[VoxelBatch, bool]:
+    def _voxelize(self, points: np.ndarray, colors: np.ndarray) -> tuple[VoxelBatch, bool]:
         """Points [n, 3] and colours [n, 3] (all used) as a voxel batch on the device, in the
         floor frame when ``cfg.floor_frame`` (heights from the estimated floor, as in
-        training); a ``floor`` the caller knows replaces an estimate that disagrees with it
-        (``floor.agrees``: a table top taken for the floor); and whether a floor plane was
-        found (or given)."""
+        training); and whether a floor plane was found."""
         found = False
         if self.cfg.floor_frame:
             ff = floor_frame(points)
-            if floor is not None and not agrees(ff, floor, points):
-                ff = floor
             points, found = ff.apply(points), ff.found
         vb = voxelize(torch.from_numpy(np.ascontiguousarray(points)).to(self.device),
                       torch.from_numpy(np.ascontiguousarray(colors)).to(self.device),
@@ -137,27 +132,20 @@ class StudentSegmenter:
         return vb, found
 
     @torch.no_grad()
-    def segment(self, points: np.ndarray, colors: np.ndarray,
-                floor: FloorFrame | None = None) -> SegmentationResult:
+    def segment(self, points: np.ndarray, colors: np.ndarray) -> SegmentationResult:
         """Segment a cloud.
 
         Args:
             points: float32 [N, 3] xyz in metres (z up). Rows with NaN/inf are ignored.
             colors: uint8 [N, 3] RGB.
-            floor: the floor, when the caller knows it (a robot's TF: gravity and where its
-                wheels touch the ground, ``floor.known_floor``). The floor is still estimated
-                from the cloud, whose own plane fits it better (pose drift, a tilted map); the
-                known one is used where the estimate disagrees with it, as when a close-up of
-                a table top has no floor in view and its top would be taken for the floor.
 
         Returns:
             SegmentationResult whose instances index into ``points``.
         """
-        return self.propose(self.forward(points, colors, floor))
+        return self.propose(self.forward(points, colors))
 
     @torch.no_grad()
-    def forward(self, points: np.ndarray, colors: np.ndarray,
-                floor: FloorFrame | None = None) -> NetworkPass:
+    def forward(self, points: np.ndarray, colors: np.ndarray) -> NetworkPass:
         """The network's part of :meth:`segment`: voxelise (floor frame), run the UNet, apply
         the structure prior. :meth:`propose` turns the result into instances; apart, so that
         proposal settings can be compared on one network pass (bench/sweep_proposals.py)."""
@@ -168,7 +156,7 @@ class StudentSegmenter:
             return NetworkPass(valid, None, None, None, np.zeros((0, 3), np.float32),
                                np.zeros((0, 3), np.float32), np.zeros((0,), np.float32),
                                np.zeros((0,), np.int64), timings, t0)
-        vb, floor_found = self._voxelize(points[valid], colors[valid], floor)
+        vb, floor_found = self._voxelize(points[valid], colors[valid])
         self._sync()
         t1 = time.perf_counter()
         timings["voxelize"] = t1 - t0
