@@ -345,6 +345,32 @@ def test_paired_bootstrap_class_agnostic_pools_every_class_as_one() -> None:
     assert worse["low"] > 0 and worse["p_a_ge_b"] == 1.0
 
 
+def test_paired_proportion_resamples_rooms_and_bounds_the_difference() -> None:
+    """bench/compare_naming.py: top-1 of two weights on the same masks; the difference's
+    interval comes from resampling rooms, and is exactly 0 for a method against itself."""
+    from folk_model.eval.bootstrap import paired_proportion
+
+    rng = np.random.default_rng(0)
+    room = np.repeat(np.arange(20), 15)
+    base = rng.random(300) < 0.5
+    better = base | (rng.random(300) < 0.4)  # never worse, often better
+    r = paired_proportion(better, base, room, samples=500)
+    assert r["n"] == 300
+    assert r["new"] == pytest.approx(100 * better.mean())
+    assert r["difference"] == pytest.approx(100 * (better.mean() - base.mean()))
+    assert 0 < r["low"] <= r["difference"] <= r["high"] and r["p_new_ge_baseline"] == 1.0
+    same = paired_proportion(base, base, room, samples=50)
+    assert same["low"] == same["high"] == 0.0
+    # a gain in one room of 20 only: a third of the resamples leave that room out, so the
+    # interval reaches 0 although every item is at least as good
+    one_room = base | (room == 0)
+    lucky = paired_proportion(one_room, base, room, samples=500)
+    assert lucky["difference"] > 0 and lucky["low"] == 0.0 < lucky["high"]
+    with pytest.raises(ValueError, match="length"):
+        paired_proportion(better, base[:10], room)
+    assert np.isnan(paired_proportion(better[:0], base[:0], room[:0])["new"])
+
+
 def test_folk_eval_cli_several_roots_bootstrap_and_refusal(synth_scene, tmp_path) -> None:
     """folk-eval on the shipped weights over two dataset roots (student only): one report over
     both roots' scenes with the bootstrap section; a root with other classes is refused."""

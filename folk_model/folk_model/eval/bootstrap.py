@@ -122,3 +122,35 @@ def paired_bootstrap(evaluators: Mapping[str, InstanceAPEvaluator], samples: int
                         "p_a_ge_b": float(np.mean(diff[ok] >= 0)) if ok.any() else float("nan")}
             out["differences"][f"{a} - {b}"] = d
     return out
+
+
+def paired_proportion(new: np.ndarray, base: np.ndarray, scene: np.ndarray,
+                      samples: int = 2000, confidence: float = 0.95, seed: int = 0
+                      ) -> dict[str, float]:
+    """Two methods' rates of success on the same items (bool [N] each; ``scene`` int [N],
+    the room of each item), in %, and their difference with a paired scene-bootstrap
+    interval: items of a room are not independent (one mesh, one lighting), so rooms are
+    resampled, as for AP. ``p_new_ge_baseline``: share of resamples where new >= base."""
+    new, base = np.asarray(new, bool), np.asarray(base, bool)
+    scene = np.unique(np.asarray(scene), return_inverse=True)[1]
+    if new.shape != base.shape or new.shape != scene.shape:
+        raise ValueError("paired_proportion: new, base and scene differ in length")
+    out = {"n": len(new), "new": float("nan"), "baseline": float("nan"),
+           "difference": float("nan"), "low": float("nan"), "high": float("nan"),
+           "p_new_ge_baseline": float("nan")}
+    if not len(new):
+        return out
+    k = int(scene.max()) + 1
+    hits_new = np.bincount(scene, new, minlength=k)
+    hits_base = np.bincount(scene, base, minlength=k)
+    count = np.bincount(scene, minlength=k).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    w = np.stack([np.bincount(rng.integers(0, k, k), minlength=k) for _ in range(samples)])
+    diff = (w @ hits_new - w @ hits_base) / np.maximum(w @ count, 1)
+    alpha = (1.0 - confidence) / 2.0
+    out.update(new=100 * float(new.mean()), baseline=100 * float(base.mean()),
+               difference=100 * float(new.mean() - base.mean()),
+               low=100 * float(np.quantile(diff, alpha)),
+               high=100 * float(np.quantile(diff, 1 - alpha)),
+               p_new_ge_baseline=float(np.mean(diff >= 0)))
+    return out
