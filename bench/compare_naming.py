@@ -31,16 +31,16 @@ DEFAULT_BASELINE = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
 def named_right(weights: str, data_root: str, split: str) -> dict[str, Any]:
     """Per GT mask of the rooms: whether ``weights`` names it right, its room, and whether it
     is of a novel class or on a mesh the weights never trained on."""
-    from folk_model.config import VLConfig
     from folk_model.data.loader import list_scenes
     from folk_model.eval.calibrate import embed_rooms
     from folk_model.eval.cli import evaluation_vocabulary
     from folk_model.eval.meshes import training_meshes
     from folk_model.student import load_weights
-    from folk_model.vl import create_vl_encoder
+    from folk_model.vl import create_vl_encoder, load_vl_config
 
-    encoder = create_vl_encoder(VLConfig(), text_only=True)
-    seg, manifest = load_weights(weights, "cpu", expect=encoder.info())
+    # the text encoder the weights were trained with (their manifest), as folk-eval does
+    seg, manifest = load_weights(weights, "cpu")
+    encoder = create_vl_encoder(load_vl_config(None, manifest, "cpu"), text_only=True)
     vocab, novel = evaluation_vocabulary(data_root, manifest)
     text = encoder.encode_texts(vocab)
     rooms = embed_rooms(seg, list_scenes(data_root, split), vocab, text,

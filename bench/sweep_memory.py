@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
 
-    from folk_model.config import VLConfig
     from folk_model.eval.ap import InstanceAPEvaluator, Prediction
     from folk_model.eval.calibrate import embed_ground_truth
     from folk_model.eval.cli import evaluation_vocabulary, load_eval_scenes
@@ -70,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.labelling import label_embeddings
     from folk_model.student import load_weights
     from folk_model.student.memory import InstanceMemory
-    from folk_model.vl import create_vl_encoder
+    from folk_model.vl import create_vl_encoder, load_vl_config
 
-    encoder = create_vl_encoder(VLConfig(), text_only=True)
-    seg, manifest = load_weights(args.weights, "cpu", expect=encoder.info())
+    # the text encoder the weights were trained with (their manifest), as folk-eval does
+    seg, manifest = load_weights(args.weights, "cpu")
+    encoder = create_vl_encoder(load_vl_config(None, manifest, "cpu"), text_only=True)
     memory = seg.memory
     if memory is None:
         print(f"{args.weights} has no instance memory: build one with folk-train --memory-only")

@@ -230,9 +230,8 @@ def close_up(room: Any, scan: Cloud, seed: int = 0, width: int = 320, height: in
                          o3d.core.Tensor(np.asarray(F, np.uint32)))
         gid_code.append(code)
     gid_code = np.array([*gid_code, 0], np.int64)  # last: nothing hit
-    K = np.array([[fx, 0, width / 2], [0, fx, height / 2], [0, 0, 1]])
     u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    dirs_c = np.stack([(u - K[0, 2]) / fx, (v - K[1, 2]) / fx, np.ones_like(u)], -1)
+    dirs_c = np.stack([(u - width / 2) / fx, (v - height / 2) / fx, np.ones_like(u)], -1)
     dirs_c = dirs_c.reshape(-1, 3)
     lift = float(rng.uniform(0.5, 0.7))
     reach = float(rng.uniform(0.15, 0.3))
@@ -247,9 +246,8 @@ def close_up(room: Any, scan: Cloud, seed: int = 0, width: int = 320, height: in
         rays = np.concatenate([np.broadcast_to(eye, dirs_c.shape), dirs_c @ R.T], 1)
         out = rc.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))
         t = out["t_hit"].numpy()
-        gid = np.where(np.isfinite(t), out["geometry_ids"].numpy().astype(np.int64),
-                       len(gid_code) - 1)
         hit = np.isfinite(t)
+        gid = np.where(hit, out["geometry_ids"].numpy().astype(np.int64), len(gid_code) - 1)
         structure = float((gid_code[gid[hit]] == -1).mean()) if hit.any() else 1.0
         views.append((structure, eye, R, t, gid))
     _, eye, R, t, gid = min(views, key=lambda x: x[0])
