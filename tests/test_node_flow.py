@@ -141,6 +141,8 @@ def test_instances_markers_cloud_and_stable_ids(node, text_encoder):
             in log.read_text())
     assert float(client.diag_values()["label_temperature"]) == pytest.approx(CALIBRATED_T)
     assert client.diag_values()["label_score_map"] == f"{a:.4g},{b:.4g}"
+    # the interpreter's switch interval the node set (gil_switch_ms, Python's default 5 ms)
+    assert float(client.diag_values()["gil_switch_ms"]) == pytest.approx(0.5)
     # Before any run: the node cleared RViz of an earlier process's markers (DELETEALL in
     # both namespaces), one second after it came up.
     assert client.markers, "no DELETEALL at start"

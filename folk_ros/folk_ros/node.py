@@ -186,6 +186,11 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
                      "takes the cores fusion leaves, so fusion keeps the camera's rate and "
                      "segmentation runs later instead (bench/bench_node.py --segment-nice)",
                      True, (0, 19)),
+    "gil_switch_ms": (0.5, "Python's thread switch interval (sys.setswitchinterval, whole "
+                      "process): a thread waiting for the interpreter lock gets it after at "
+                      "most this long. Python's 5 ms default left the fusion thread waiting "
+                      "2-6 ms per frame behind the executor and the student's Python code "
+                      "(docs/results/node_bench.md)", True, (0.1, 10.0)),
     "min_points": (500, "map points needed before a segmentation run", True, (1, 100000000)),
     "track_min_iou": (0.25, "voxel IoU needed to keep an instance id across runs", True,
                       (0.0, 1.0)),
@@ -238,6 +243,7 @@ class FolkNode(Node):
         # ------------------------------------------------------------- model side
         t0 = time.perf_counter()
         self.torch_threads = set_torch_threads(p["torch_threads"])
+        sys.setswitchinterval(p["gil_switch_ms"] * 1e-3)
         self.backend = load_backend(p["weights"], p["device"], p["vl_backend"], p["vl_model"],
                                     p["prompt_template"], p["vl_pretrained"])
         enc = self.backend.encoder
@@ -960,6 +966,7 @@ class FolkNode(Node):
             "label_score_map": ",".join(f"{v:.4g}" for v in self.label_score_map),
             "torch_threads": self.torch_threads,
             "segment_nice": self.worker.nice_applied,
+            "gil_switch_ms": f"{sys.getswitchinterval() * 1e3:.3g}",
             "texts_cached": self.vocab.cached_texts,
             "last_inference_s": last.seconds if last else 0.0,
             "instances": len(last.ids) if last else 0,
