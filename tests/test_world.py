@@ -281,3 +281,37 @@ def test_close_up_sees_a_piece_of_furniture_from_above(synth_scene: Path) -> Non
     # at most 0.7 m above a top 0.35-1.2 m up, 320 x 240 rays: nothing far away
     centre = a.points.mean(0)
     assert np.linalg.norm(a.points - centre, axis=1).max() < 4.0
+
+
+def test_close_up_training_views_are_cached_and_drawn(synth_scene: Path, tmp_path: Path) -> None:
+    """The close-up training world: several single frames per room, each a frame of its own
+    (never merged), instance ids the room's, cached apart from the other worlds, and drawn
+    whole by ``close_up_p``."""
+    import shutil
+
+    from folk_model.config import TrainConfig
+    from folk_model.train.train import TrainScene, crop_and_augment
+    from folk_model.train.worlds import close_up_path, make_close_ups, worlds_path
+
+    d = tmp_path / synth_scene.name
+    shutil.copytree(synth_scene, d)
+    scene = load_scene(d)
+    cfg = TrainConfig(close_up_views=3)
+    views = make_close_ups(scene, d, cfg)
+    assert sorted(views) == ["close_up/0", "close_up/1", "close_up/2"]
+    ids = set(np.unique(scene.instance_ids).tolist())
+    for pts, col, ins in views.values():
+        assert 10_000 < len(pts) <= 320 * 240 and len(col) == len(ins) == len(pts)
+        assert set(np.unique(ins).tolist()) <= ids | {0}
+    assert not np.array_equal(views["close_up/0"][0], views["close_up/1"][0])
+    assert close_up_path(d).is_file() and not worlds_path(d).exists()
+    mtime = close_up_path(d).stat().st_mtime_ns
+    again = make_close_ups(scene, d, cfg)
+    assert close_up_path(d).stat().st_mtime_ns == mtime
+    assert np.array_equal(again["close_up/2"][0], views["close_up/2"][0])
+    ts = TrainScene("t", scene.points, scene.colors, scene.instance_ids, {}, {}, None, views)
+    sizes = {len(v[0]) for v in views.values()}
+    n = {len(crop_and_augment(ts, 10**7, np.random.default_rng(s),
+                              TrainConfig(close_up_p=1.0, fused_map_p=0.0,
+                                          augment_world=False))[0]) for s in range(12)}
+    assert n <= sizes and len(n) > 1

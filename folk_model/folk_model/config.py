@@ -212,6 +212,10 @@ class TrainConfig:
     # (hidden surfaces too); the rest are the scan itself. 0 = not built, not used.
     noisy_map_p: float = 0.0
     mesh_sampled_p: float = 0.0
+    # a share of samples that are one close-up depth frame over a table top (train.worlds):
+    # the floor estimate then finds the top, as at inference on such a frame
+    close_up_p: float = 0.0
+    close_up_views: int = 6  # close-up frames made (and cached) per training room
     mesh_spacing: tuple[float, float] = (0.015, 0.045)  # mesh samples this far apart (m)
     noisy_map_noise: tuple[float, float] = (0.5, 2.5)  # k: k x the sensor's noise added again
     noisy_map_holes: tuple[float, float] = (0.0, 0.15)  # share of depth pixels lost

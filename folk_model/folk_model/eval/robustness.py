@@ -190,13 +190,16 @@ def with_ceiling(room: Any, scan: Cloud) -> Cloud:
 
 
 def close_up(room: Any, scan: Cloud, seed: int = 0, width: int = 320, height: int = 240,
-             fx: float = 262.5) -> Cloud:
+             fx: float = 262.5, any_top: bool = False) -> Cloud:
     """One depth frame from a camera 0.5-0.7 m over the piece of furniture that carries the
     most other objects (a table top as a manipulator's wrist or head camera sees it): little
     or no floor and wall in view, so the floor cannot be estimated from the frame (the real
     stereo table-top frame of ``bench_real_frames.py``). Of 8 directions around the top,
     the view with the least floor and wall in it; depth with the sensor model's noise and
-    edge holes; colours from the nearest scan point, GT from the surface hit."""
+    edge holes; colours from the nearest scan point, GT from the surface hit.
+
+    ``any_top``: any table-like top, drawn by ``seed`` with odds growing with what stands on
+    it, rather than the most loaded one (training views, ``train.worlds``)."""
     import open3d as o3d
 
     from folk_model.data.synth.render import add_depth_noise
@@ -204,6 +207,7 @@ def close_up(room: Any, scan: Cloud, seed: int = 0, width: int = 320, height: in
     rng = np.random.default_rng(seed)
     boxes = [(code, V.min(0), V.max(0)) for code, V, _ in room.objects]
     best, best_key = None, (-1, 0.0)
+    tops: list[tuple[int, int]] = []  # (object index, objects standing on it)
     for k, (code, lo, hi) in enumerate(boxes):
         area = float(np.prod(hi[:2] - lo[:2]))
         if code == 0 or not 0.35 <= hi[2] <= 1.2 or area < 0.12:
@@ -212,8 +216,12 @@ def close_up(room: Any, scan: Cloud, seed: int = 0, width: int = 320, height: in
                  and abs(lo2[2] - hi[2]) < 0.06
                  and np.all((lo2[:2] + hi2[:2]) / 2 > lo[:2])
                  and np.all((lo2[:2] + hi2[:2]) / 2 < hi[:2]))
+        tops.append((k, on))
         if (on, area) > best_key:
             best, best_key = k, (on, area)
+    if any_top and tops:
+        w = np.array([on + 0.5 for _, on in tops])
+        best = tops[int(rng.choice(len(tops), p=w / w.sum()))][0]
     if best is None:  # no table-like top: the largest object
         best = int(np.argmax([np.prod(hi - lo) for _, lo, hi in boxes]))
     _, lo, hi = boxes[best]

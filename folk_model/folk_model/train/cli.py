@@ -77,7 +77,7 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
         training_scene_dirs,
     )
     from folk_model.train.train import build_train_scene
-    from folk_model.train.worlds import make_worlds
+    from folk_model.train.worlds import make_close_ups, make_worlds
     from folk_model.vl import create_vl_encoder
 
     classes, _ = read_classes(cfg.data_root)
@@ -109,6 +109,9 @@ def prepare(cfg: TrainConfig, vl_cfg: VLConfig, student_cfg: StudentConfig) -> d
         if cfg.noisy_map_p > 0 or cfg.mesh_sampled_p > 0:
             ts.worlds = {k: (p, c, keep_instances(i, set(ts.inst_class)))
                          for k, (p, c, i) in make_worlds(sc, d, cfg).items()}
+        if cfg.close_up_p > 0:
+            ts.worlds |= {k: (p, c, keep_instances(i, set(ts.inst_class)))
+                          for k, (p, c, i) in make_close_ups(sc, d, cfg).items()}
         scenes.append(ts)
         for k, v in counts.items():
             sources[k] = sources.get(k, 0) + v

@@ -79,8 +79,9 @@ class TrainScene:
         fused: the same room as the node sees it, (points, colors, instance) of the map fused
             from its noisy frames (``folk-synth``'s ``_fused.ply``), or None.
         worlds: other worlds of the room (``train.worlds``): "mesh" (its meshes sampled
-            evenly) and "noisy_map" (fused through a noisier sensor), each (points, colors,
-            instance); absent when not built.
+            evenly), "noisy_map" (fused through a noisier sensor) and "close_up/<k>" (one
+            depth frame over a table top), each (points, colors, instance); absent when not
+            built.
     """
 
     name: str
@@ -165,6 +166,10 @@ def crop_and_augment(scene: TrainScene, crop_points: int, rng: np.random.Generat
         lo, hi = cfg.mesh_spacing
         pts, col, ins = thin_to_spacing(*scene.worlds["mesh"], lo,
                                         float(np.exp(rng.uniform(np.log(lo), np.log(hi)))), rng)
+    elif u < cfg.fused_map_p + cfg.noisy_map_p + cfg.mesh_sampled_p + cfg.close_up_p:
+        views = [k for k in scene.worlds if k.startswith("close_up/")]
+        if views:
+            pts, col, ins = scene.worlds[views[int(rng.integers(len(views)))]]
     if len(pts) > crop_points:
         c = pts[rng.integers(len(pts))]
         d = np.abs(pts[:, :2] - c[:2]).max(1)
