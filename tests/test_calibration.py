@@ -153,6 +153,7 @@ def test_folk_calibrate_refuses_test_rooms_and_writes_the_temperature(
         assert (out / name).is_file()
     t = report["temperature"]
     assert report["instances"] > 0 and report["previous_temperature"] == shipped_t
+    assert report["clouds"] == ["scan", "fused"]  # the node's fused map too, by default
     assert t != shipped_t and report["after"]["nll"] <= report["before"]["nll"] + 1e-9
     assert "ECE" in capsys.readouterr().out
     manifest = json.loads(weights.with_suffix(".json").read_text())
@@ -212,3 +213,35 @@ def test_calibration_set_is_objects_on_meshes_the_weights_never_saw(synth_scene:
     # the shipped weights record the meshes of their 100 training rooms
     manifest = json.loads(WEIGHTS.with_suffix(".json").read_text())
     assert len(training_meshes(manifest, [])) > 50
+
+
+def test_calibration_masks_on_the_node_fused_map(synth_scene: Path) -> None:
+    """folk-calibrate's fused-map masks: the room's stored fused map with its GT carried
+    onto the fused points, the same instances under the same class names as on the scan,
+    embedded beside the scan's masks and kept apart by ``cloud``, under the room's index."""
+    from folk_model.data.loader import load_scene
+    from folk_model.eval.calibrate import embed_rooms, fused_scene
+    from folk_model.labelling import normalize
+    from folk_model.student import load_weights
+    from folk_model.vl import create_vl_encoder, load_vl_config
+
+    if not WEIGHTS.is_file():
+        pytest.skip("shipped weights missing")
+    scene = load_scene(synth_scene, require_frames=False)
+    fused = fused_scene(scene)
+    assert fused is not None and len(fused.points) != len(scene.points)
+    scan_labels, fused_labels = scene.instance_labels(), fused.instance_labels()
+    assert fused_labels and set(fused_labels) <= set(scan_labels)
+    assert all(scan_labels[i] == c for i, c in fused_labels.items())
+    seg, manifest = load_weights(WEIGHTS)
+    enc = create_vl_encoder(load_vl_config(None, manifest, "cpu"), text_only=True)
+    vocab = sorted(set(scan_labels.values()))
+    text = normalize(enc.encode_texts(vocab))
+    both = embed_rooms(seg, [synth_scene], vocab, text, {}, clouds=("scan", "fused"))
+    only = embed_rooms(seg, [synth_scene], vocab, text, {}, clouds=("scan",))
+    n_scan = both.cloud.count("scan")
+    assert n_scan == len(only.target) > 0 and both.cloud.count("fused") > 0
+    assert set(both.scene_of) == {0} and len(both.sim) == len(both.cloud)
+    assert np.allclose(both.sim[:n_scan], only.sim)
+    with pytest.raises(ValueError, match="unknown clouds"):
+        embed_rooms(seg, [synth_scene], vocab, text, {}, clouds=("mesh",))
