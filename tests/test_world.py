@@ -315,3 +315,23 @@ def test_close_up_training_views_are_cached_and_drawn(synth_scene: Path, tmp_pat
                               TrainConfig(close_up_p=1.0, fused_map_p=0.0,
                                           augment_world=False))[0]) for s in range(12)}
     assert n <= sizes and len(n) > 1
+
+
+def test_degenerate_close_up_views_and_crops_are_not_trained_on() -> None:
+    """A close-up view from inside a piece of furniture (a few hundred points within 0.2 m)
+    is dropped, and training redraws a crop the encoder would reduce to one coarsest voxel
+    (batch norm there stopped stage 10 at epoch 31)."""
+    from folk_model.train.train import spans_cells
+    from folk_model.train.worlds import _usable
+
+    rng = np.random.default_rng(0)
+    wide = (rng.uniform(0, 1.0, (8000, 3)).astype(np.float32), np.zeros((8000, 3), np.uint8),
+            np.zeros(8000, np.int32))
+    narrow = (rng.uniform(0, 0.2, (8000, 3)).astype(np.float32), *wide[1:])
+    few = tuple(a[:300] for a in wide)
+    empty = tuple(a[:0] for a in wide)
+    kept = _usable({"close_up/0": wide, "close_up/1": narrow, "close_up/2": few,
+                    "close_up/3": empty}, "t")
+    assert list(kept) == ["close_up/0"]
+    assert spans_cells(wide[0], 0.32) and not spans_cells(narrow[0], 0.32)
+    assert not spans_cells(wide[0][:1], 0.32)

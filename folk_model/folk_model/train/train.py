@@ -192,6 +192,15 @@ def crop_and_augment(scene: TrainScene, crop_points: int, rng: np.random.Generat
     return p.astype(np.float32), np.clip(colf, 0, 255).astype(np.uint8), ins
 
 
+def spans_cells(points: np.ndarray, cell: float) -> bool:
+    """Whether ``points`` reach across more than one ``cell`` along some axis, wherever the
+    grid lies: wider than 1.5 cells (training's guard against a crop that the encoder would
+    reduce to a single voxel, which batch norm refuses)."""
+    if len(points) < 2:
+        return False
+    return bool((points.max(0) - points.min(0)).max() > 1.5 * cell)
+
+
 def augment_world(pts: np.ndarray, col: np.ndarray, ins: np.ndarray,
                   rng: np.random.Generator, cfg: TrainConfig
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -543,6 +552,8 @@ def train(
             find_unused_parameters=True)
     from tqdm import tqdm
 
+    # the encoder's coarsest voxels: batch norm there needs more than one of them
+    coarsest = student_cfg.voxel_size * 2 ** (len(student_cfg.channels) - 1)
     for epoch in range(start_epoch, cfg.epochs):
         module.use_proposals = epoch >= cfg.proposal_warmup_epochs
         model.train()
@@ -555,8 +566,11 @@ def train(
             batch = []
             for j in range(cfg.batch_scenes):
                 sc = my_scenes[order[(step * cfg.batch_scenes + j) % len(order)]]
-                p, c, i = crop_and_augment(sc, cfg.crop_points, rng, cfg,
-                                           floor=student_cfg.floor_frame)
+                for _ in range(10):  # a crop within one coarsest cell: draw again
+                    p, c, i = crop_and_augment(sc, cfg.crop_points, rng, cfg,
+                                               floor=student_cfg.floor_frame)
+                    if spans_cells(p, coarsest):
+                        break
                 batch.append((p, c, i, sc))
             res = model(batch)
             opt.zero_grad(set_to_none=True)

@@ -114,8 +114,9 @@ def make_close_ups(scene: Any, scene_dir: str | Path, cfg: TrainConfig) -> dict[
     if path.is_file():
         with np.load(path) as z:
             if json.loads(str(z["settings"])) == want:
-                return {f"close_up/{k}": (z[f"{k}_points"], z[f"{k}_colors"],
-                                          z[f"{k}_instance"]) for k in range(want["views"])}
+                return _usable({f"close_up/{k}": (z[f"{k}_points"], z[f"{k}_colors"],
+                                                  z[f"{k}_instance"])
+                                for k in range(want["views"])}, scene.name)
     try:
         room = rebuild_room(scene_dir)
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -131,8 +132,29 @@ def make_close_ups(scene: Any, scene_dir: str | Path, cfg: TrainConfig) -> dict[
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, settings=json.dumps(want), **arrays)
     tmp.replace(path)
-    return {f"close_up/{k}": (arrays[f"{k}_points"], arrays[f"{k}_colors"],
-                              arrays[f"{k}_instance"]) for k in range(want["views"])}
+    return _usable({f"close_up/{k}": (arrays[f"{k}_points"], arrays[f"{k}_colors"],
+                                      arrays[f"{k}_instance"]) for k in range(want["views"])},
+                   scene.name)
+
+
+CLOSE_UP_MIN_POINTS = 5000
+CLOSE_UP_MIN_EXTENT = 0.5  # metres, horizontally
+
+
+def _usable(views: dict[str, Triple], name: str) -> dict[str, Triple]:
+    """The close-up views that show a scene: a room without a table-like top gets views from
+    inside or against its largest object (0 to a few hundred points within 0.1-0.3 m; one
+    such crop left a single voxel at the network's coarsest level and stopped training)."""
+    out = {}
+    for k, (p, c, i) in views.items():
+        ext = (p[:, :2].max(0) - p[:, :2].min(0)).max() if len(p) else 0.0
+        if len(p) >= CLOSE_UP_MIN_POINTS and ext >= CLOSE_UP_MIN_EXTENT:
+            out[k] = (p, c, i)
+    if len(out) < len(views):
+        logger.info("%s: %d of %d close-up views dropped (fewer than %d points or narrower "
+                    "than %.1f m)", name, len(views) - len(out), len(views),
+                    CLOSE_UP_MIN_POINTS, CLOSE_UP_MIN_EXTENT)
+    return out
 
 
 def thin_to_spacing(pts: np.ndarray, col: np.ndarray, ins: np.ndarray, base: float,
