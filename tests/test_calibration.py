@@ -147,13 +147,14 @@ def test_folk_calibrate_refuses_test_rooms_and_writes_the_temperature(
 
     out = tmp_path / "calib"
     assert main(["--weights", str(weights), "--data-root", str(root), "--split", "dev",
-                 "--out", str(out), "--write"]) == 0
+                 "--out", str(out), "--write", "--clouds", "scan", "fused"]) == 0
     report = json.loads((out / "calibration.json").read_text())
     for name in ("reliability_before.png", "reliability_after.png"):
         assert (out / name).is_file()
     t = report["temperature"]
     assert report["instances"] > 0 and report["previous_temperature"] == shipped_t
-    assert report["clouds"] == ["scan", "fused"]  # the node's fused map too, by default
+    assert report["clouds"] == ["scan", "fused"]  # the node's fused map too
+    assert {"on scan", "on fused"} <= set(report["groups"])
     assert t != shipped_t and report["after"]["nll"] <= report["before"]["nll"] + 1e-9
     assert "ECE" in capsys.readouterr().out
     manifest = json.loads(weights.with_suffix(".json").read_text())
