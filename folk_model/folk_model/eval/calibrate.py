@@ -79,18 +79,14 @@ def fused_scene(scene: Any) -> Any | None:
     onto the fused points); None when the room has no stored fused map."""
     import dataclasses
 
-    from folk_model.data.loader import read_ply
-    from folk_model.fusion.replay import fused_cloud_paths
+    from folk_model.train.data import read_fused_cloud
 
-    ply, gt = fused_cloud_paths(scene.root)
-    if not ply.is_file() or not gt.is_file():
+    got = read_fused_cloud(scene.root)
+    if got is None:
         return None
-    pts, cols = read_ply(ply)
-    code = np.loadtxt(gt, dtype=np.int64).reshape(-1)
-    if len(code) != len(pts):
-        raise ValueError(f"{gt}: {len(code)} labels for {len(pts)} points of {ply}")
+    pts, cols, code = got
     return dataclasses.replace(
-        scene, points=pts.astype(np.float32), colors=cols.astype(np.uint8),
+        scene, points=pts, colors=cols,
         instance_ids=np.where(code > 0, code % 1000, 0).astype(np.int32),
         semantic_ids=np.where(code > 0, code // 1000, 0).astype(np.int32))
 

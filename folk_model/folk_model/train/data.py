@@ -83,10 +83,10 @@ def refuse_test_scene(meta: dict[str, Any], name: str, use: str) -> None:
             f"{use}; use train rooms, or dev rooms for choosing settings")
 
 
-def load_fused_cloud(scene_dir: str | Path, keep_ids: set[int] | None = None
+def read_fused_cloud(scene_dir: str | Path
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(points, colors, instance ids) of the fused map ``folk-synth`` stores beside a scene
-    (None when absent). Instance ids outside ``keep_ids`` (stuff, unannotated) become 0."""
+    """(points float32, colors uint8, GT code int64 = semantic * 1000 + instance) of the
+    fused map ``folk-synth`` stores beside a scene; None when absent."""
     from folk_model.data.loader import read_ply
     from folk_model.fusion.replay import fused_cloud_paths
 
@@ -97,8 +97,19 @@ def load_fused_cloud(scene_dir: str | Path, keep_ids: set[int] | None = None
     code = np.loadtxt(gt, dtype=np.int64).reshape(-1)
     if len(code) != len(pts):
         raise ValueError(f"{gt}: {len(code)} labels for {len(pts)} points of {ply}")
+    return pts.astype(np.float32), cols.astype(np.uint8), code
+
+
+def load_fused_cloud(scene_dir: str | Path, keep_ids: set[int] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(points, colors, instance ids) of the fused map ``folk-synth`` stores beside a scene
+    (None when absent). Instance ids outside ``keep_ids`` (stuff, unannotated) become 0."""
+    got = read_fused_cloud(scene_dir)
+    if got is None:
+        return None
+    pts, cols, code = got
     inst = np.where(code > 0, code % 1000, 0).astype(np.int32)
-    return pts.astype(np.float32), cols.astype(np.uint8), keep_instances(inst, keep_ids)
+    return pts, cols, keep_instances(inst, keep_ids)
 
 
 def keep_instances(instance: np.ndarray, keep_ids: set[int] | None) -> np.ndarray:

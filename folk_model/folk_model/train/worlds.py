@@ -111,27 +111,26 @@ def make_close_ups(scene: Any, scene_dir: str | Path, cfg: TrainConfig) -> dict[
 
     path = close_up_path(scene_dir)
     want = {"version": CACHE_VERSION, "views": int(cfg.close_up_views), "seed": cfg.seed}
+    arrays: dict[str, np.ndarray] = {}
     if path.is_file():
         with np.load(path) as z:
             if json.loads(str(z["settings"])) == want:
-                return _usable({f"close_up/{k}": (z[f"{k}_points"], z[f"{k}_colors"],
-                                                  z[f"{k}_instance"])
-                                for k in range(want["views"])}, scene.name)
-    try:
-        room = rebuild_room(scene_dir)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        logger.warning("%s: no room meshes (%s): no close-up world", scene.name, exc)
-        return {}
-    rng = _room_rng(scene.name + "/close_up", cfg.seed)
-    scan = scene_cloud(scene)
-    arrays: dict[str, np.ndarray] = {}
-    for k in range(want["views"]):
-        c = close_up(room, scan, seed=int(rng.integers(1 << 31)), any_top=True)
-        arrays |= {f"{k}_points": c.points, f"{k}_colors": c.colors,
-                   f"{k}_instance": c.instance_ids.astype(np.int32)}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, settings=json.dumps(want), **arrays)
-    tmp.replace(path)
+                arrays = {k: z[k] for k in z.files if k != "settings"}
+    if not arrays:
+        try:
+            room = rebuild_room(scene_dir)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            logger.warning("%s: no room meshes (%s): no close-up world", scene.name, exc)
+            return {}
+        rng = _room_rng(scene.name + "/close_up", cfg.seed)
+        scan = scene_cloud(scene)
+        for k in range(want["views"]):
+            c = close_up(room, scan, seed=int(rng.integers(1 << 31)), any_top=True)
+            arrays |= {f"{k}_points": c.points, f"{k}_colors": c.colors,
+                       f"{k}_instance": c.instance_ids.astype(np.int32)}
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, settings=json.dumps(want), **arrays)
+        tmp.replace(path)
     return _usable({f"close_up/{k}": (arrays[f"{k}_points"], arrays[f"{k}_colors"],
                                       arrays[f"{k}_instance"]) for k in range(want["views"])},
                    scene.name)
