@@ -162,10 +162,12 @@ def crop_and_augment(scene: TrainScene, crop_points: int, rng: np.random.Generat
     elif u < cfg.fused_map_p + cfg.noisy_map_p:
         if "noisy_map" in scene.worlds:
             pts, col, ins = scene.worlds["noisy_map"]
-    elif u < cfg.fused_map_p + cfg.noisy_map_p + cfg.mesh_sampled_p and "mesh" in scene.worlds:
-        lo, hi = cfg.mesh_spacing
-        pts, col, ins = thin_to_spacing(*scene.worlds["mesh"], lo,
-                                        float(np.exp(rng.uniform(np.log(lo), np.log(hi)))), rng)
+    elif u < cfg.fused_map_p + cfg.noisy_map_p + cfg.mesh_sampled_p:
+        if "mesh" in scene.worlds:
+            lo, hi = cfg.mesh_spacing
+            pts, col, ins = thin_to_spacing(
+                *scene.worlds["mesh"], lo, float(np.exp(rng.uniform(np.log(lo), np.log(hi)))),
+                rng)
     elif u < cfg.fused_map_p + cfg.noisy_map_p + cfg.mesh_sampled_p + cfg.close_up_p:
         views = [k for k in scene.worlds if k.startswith("close_up/")]
         if views:
