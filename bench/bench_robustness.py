@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="let the network alone decide what is floor and wall")
     ap.add_argument("--no-floor-frame", action="store_true",
                     help="absolute heights (the network's input as before the floor frame)")
+    ap.add_argument("--tta", type=int, default=None,
+                    help="test-time rotations (1, 2, 4) for --weights only, not the baseline "
+                         "(default: as the weights' manifest says)")
     ap.add_argument("--json", default=None, help="write the rows and settings here")
     ap.add_argument("--md", default=None, help="write the markdown table here")
     args = ap.parse_args(argv)
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_floor_frame:
             seg.cfg.floor_frame = False
     seg = segs["weights"]
+    if args.tta is not None:
+        seg.cfg.tta_rotations = args.tta
     dirs = list_scenes(args.data_root, args.split)
     if args.max_scenes:
         dirs = dirs[: args.max_scenes]
@@ -110,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = report_rows(results)
     table = markdown_table(rows)
     print(f"{len(scenes)} rooms of {args.data_root} ({args.split}); weights {args.weights}; "
-          f"floor_frame={seg.cfg.floor_frame} structure_prior={seg.cfg.structure_prior}; "
+          f"floor_frame={seg.cfg.floor_frame} structure_prior={seg.cfg.structure_prior} "
+          f"tta_rotations={seg.cfg.tta_rotations}; "
           f"{time.perf_counter() - t0:.0f} s")
     print(table)
     comparison = None
@@ -128,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": cmd, "weights": str(args.weights), "data_root": args.data_root,
             "split": args.split, "scenes": [s.name for s in scenes],
             "student": {"floor_frame": seg.cfg.floor_frame,
-                        "structure_prior": seg.cfg.structure_prior},
+                        "structure_prior": seg.cfg.structure_prior,
+                        "tta_rotations": seg.cfg.tta_rotations},
             "rows": rows, "per_room_max_share": {n: r.max_share for n, r in results.items()},
             "baseline": args.baseline, "comparison": comparison,
         }, indent=1))

@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--data-root", default="data/synth")
     ap.add_argument("--split", default="dev")
+    ap.add_argument("--known-floor", action="store_true",
+                    help="give the student the room's floor height (as a robot's TF would)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -38,16 +40,22 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.data.loader import load_scene
     from folk_model.data.synth.rebuild import rebuild_room
     from folk_model.eval.calibrate import _scene_dirs
-    from folk_model.eval.robustness import close_up, scene_cloud
+    from folk_model.eval.robustness import close_up, known_floor, scene_cloud
     from folk_model.student import load_weights
 
     seg, _ = load_weights(args.weights, "cpu")
     found = {"big": [0, 0], "small": [0, 0]}
     for d in _scene_dirs([args.data_root], args.split, 0):
         sc = load_scene(d, require_frames=False)
-        c = close_up(rebuild_room(d), scene_cloud(sc))
+        room = rebuild_room(d)
+        c = close_up(room, scene_cloud(sc))
+        if args.known_floor:
+            c = known_floor(room, c)
         labels = c.instance_labels(sc.label_table)
-        props = [np.asarray(i.point_indices) for i in seg.segment(c.points, c.colors).instances]
+        net = seg.forward(c.points, c.colors, floor_z=c.floor_z)
+        props = [np.asarray(i.point_indices) for i in seg.propose(net).instances]
+        if args.known_floor:
+            print(f"{sc.name}: {len(net.top_sets)} top(s) taken for the floor proposed")
         n = max(1, len(c.points))
         for gid in np.unique(c.instance_ids[c.instance_ids > 0]):
             g = np.flatnonzero(c.instance_ids == gid)

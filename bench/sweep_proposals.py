@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
                     default=[True, False])
     ap.add_argument("--nms", type=float, nargs="*", default=[0.3, 0.5])
     ap.add_argument("--min-score", type=float, nargs="*", default=[0.05])
+    ap.add_argument("--tta", type=int, default=None,
+                    help="test-time rotations (1, 2, 4) of the network pass the settings are "
+                         "swept over (default: as the weights' manifest says)")
     ap.add_argument("--json", default=None, help="write every row and the settings here")
     ap.add_argument("--write", action="store_true",
                     help="store the best setting (highest mean AP50 among those whose largest "
@@ -73,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.train.data import TestSceneError, read_classes, refuse_test_scene
 
     seg, manifest = load_weights(args.weights, "cpu")
+    if args.tta is not None:
+        seg.cfg.tta_rotations = args.tta
     dirs = list_scenes(args.data_root, args.split)[: args.max_scenes or None]
     if not dirs:
         print(f"no scenes in {args.data_root} split {args.split}", file=sys.stderr)
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         room = rebuild_room(sc.root) if any(VARIANTS[c][1] for c in args.clouds) else None
         for c in args.clouds:
             cloud = VARIANTS[c][0](sc, room, scan)
-            net = seg.forward(cloud.points, cloud.colors)
+            net = seg.forward(cloud.points, cloud.colors, floor_z=cloud.floor_z)
             labels = cloud.instance_labels(sc.label_table)
             n_pts = max(1, len(cloud.points))
             for g, setting in enumerate(grid):
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: (r["max_share"] > MAX_SHARE, -r["mean_AP50"]))
     current = {k: getattr(seg.cfg, k) for k in grid[0]}
     print(f"{len(dirs)} rooms of {args.data_root} split {args.split}; weights {args.weights}; "
-          f"current setting {current}")
+          f"current setting {current}; tta_rotations {seg.cfg.tta_rotations}")
     head = " ".join(f"{c[:14]:>14}" for c in args.clouds)
     print(f"{'fg':>4} {'radius':>6} {'dual':>5} {'nms':>4} {'min_s':>5} {head} "
           f"{'mean':>6} {'max share':>9}")
@@ -136,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         chosen = {k: best[k] for k in grid[0]}
-        update_manifest(args.weights, student={**manifest["student"], **chosen},
+        # the pass the settings were chosen on goes with them
+        update_manifest(args.weights, student={**manifest["student"], **chosen,
+                                               "tta_rotations": seg.cfg.tta_rotations},
                         proposal_sweep={"split": args.split, "data_root": args.data_root,
                                         "rooms": len(dirs), "clouds": list(args.clouds),
                                         "AP50": best["AP50"], "previous": current})
@@ -147,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
             "weights": args.weights, "data_root": args.data_root, "split": args.split,
             "rooms": [Path(d).name for d in dirs], "current": current,
+            "tta_rotations": seg.cfg.tta_rotations,
             "seconds": time.perf_counter() - t_start, "rows": rows}, indent=1))
     return 0
 

@@ -73,7 +73,10 @@ def node(synth_scene: Path, calibrated_weights: Path,
     """One node for the module, fed the room's frames (three passes, then the player stops:
     the map is static for the tests)."""
     log = tmp_path_factory.mktemp("log") / "node.log"
-    proc = start_node({**PARAMS, "weights": str(calibrated_weights)}, log=log)
+    # two test-time turns: the node's path through the averaged network passes; the room's
+    # floor is known (z = 0 in map), as on a ground robot
+    proc = start_node({**PARAMS, "weights": str(calibrated_weights), "tta_rotations": 2,
+                       "floor_height": 0.0}, log=log)
     client = Client()
     try:
         assert client.wait_up(), log.read_text()
@@ -143,6 +146,8 @@ def test_instances_markers_cloud_and_stable_ids(node, text_encoder):
     assert client.diag_values()["label_score_map"] == f"{a:.4g},{b:.4g}"
     # the interpreter's switch interval the node set (gil_switch_ms, Python's default 5 ms)
     assert float(client.diag_values()["gil_switch_ms"]) == pytest.approx(0.5)
+    assert client.diag_values()["tta_rotations"] == "2"  # the parameter over the weights' 1
+    assert client.diag_values()["floor_height"] == "0"
     # Before any run: the node cleared RViz of an earlier process's markers (DELETEALL in
     # both namespaces), one second after it came up.
     assert client.markers, "no DELETEALL at start"

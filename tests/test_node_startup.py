@@ -171,6 +171,8 @@ def test_corrupt_weights_file_exits(tmp_path: Path):
         (["pose_source:=gps"], "pose_source"),
         (["min_depth:=3.0", "max_depth:=1.0"], "min_depth"),
         (["prompt_template:=a photo"], "prompt_template"),
+        (["tta_rotations:=3"], "tta_rotations"),
+        (["floor_height:=.nan"], "floor_height"),
     ],
 )
 def test_bad_start_up_parameters_exit_with_the_reason(params, needle):

@@ -268,13 +268,17 @@ def test_close_up_sees_a_piece_of_furniture_from_above(synth_scene: Path) -> Non
     furniture that carries the most objects; mostly objects in view, GT from the surfaces
     hit, the same frame for the same seed."""
     from folk_model.data.synth.rebuild import rebuild_room
-    from folk_model.eval.robustness import close_up, scene_cloud
+    from folk_model.eval.robustness import close_up, known_floor, scene_cloud
 
     scene = load_scene(synth_scene)
     room = rebuild_room(synth_scene)
     a = close_up(room, scene_cloud(scene))
     b = close_up(room, scene_cloud(scene))
     assert len(a.points) > 20_000 and np.array_equal(a.points, b.points)
+    # the student is told the floor only in the "known floor" variant: the floor mesh's top
+    assert a.floor_z is None
+    floor_top = float(room.structure["floor"][0][:, 2].max())
+    assert known_floor(room, a).floor_z == pytest.approx(floor_top)
     assert a.colors.dtype == np.uint8 and a.colors.shape == a.points.shape
     assert (a.instance_ids > 0).mean() > 0.3  # objects fill the view, not the room
     assert set(np.unique(a.instance_ids)) - {0} <= set(np.unique(scene.instance_ids))

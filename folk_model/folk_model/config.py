@@ -117,6 +117,21 @@ class StudentConfig:
     # voxels on the room's bounding planes (floor, walls, ceiling; RANSAC) are background
     # whatever the network says, so that no proposal can swallow them (needs floor_frame)
     structure_prior: bool = True
+    # test-time rotations about the vertical axis whose foreground probabilities and centre
+    # offsets are averaged before grouping: 1 (off), 2 (0 and 180 deg) or 4 (every 90 deg);
+    # these turns map the voxel grid onto itself, so every pass sees the same voxels and only
+    # the network's view of them changes. Costs one network pass each (scores and embeddings
+    # come from the unturned pass)
+    tta_rotations: int = 1
+    # with a known floor height (segment(..., floor_z=)), a floor estimate this far above it
+    # is a furniture top filling the view (a camera over a table): the network, trained on
+    # rooms with floors, takes such a top for floor and predicts background, so the top's
+    # connected parts become proposals of their own
+    top_min_height: float = 0.3
+    # such a top's proposal score: the score head has never seen a top without a floor in
+    # view and gave these 0.01-0.14 on dev close-ups, under min_score; geometry, not the
+    # network, proposes them, so they get this neutral score
+    top_score: float = 0.5
     # softmax temperature of the label scores (labelling.label_embeddings): fitted on dev rooms
     # by the calibration tool (folk-calibrate --write), so that a score of 0.9 is right about
     # 9 times in 10; stored with the weights because StudentConfig is in their manifest

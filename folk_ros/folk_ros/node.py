@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -113,6 +114,11 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "weights": ("", "student weights .pt (manifest .json beside it); \"\" = shipped demo "
                 "weights", True, None),
     "device": ("cpu", "torch device for the student: cpu, cuda, cuda:1", True, None),
+    "tta_rotations": (0, "test-time turns of the map about z whose foreground and centre "
+                      "predictions the student averages: 1, 2 or 4 (one network pass each); "
+                      "0 = as the weights say (the demo weights: 1). 4 is for a GPU: on dev "
+                      "rooms it gained 3-5 AP50 on noisy maps and resampled meshes, at 3.5x "
+                      "the CPU time (docs/results/world.md, session 19)", True, (0, 4)),
     "torch_threads": (0, "torch intra-op threads (student, text encoder); 0 = one fewer than "
                       "the CPU cores, at least 1: fusion keeps a core while the student runs",
                       True, (0, 1024)),
@@ -147,6 +153,12 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "camera_mounting": (None, "pose of the camera optical frame in the topic pose's frame "
                         "(e.g. base_link): [x, y, z, qx, qy, qz, qw] as doubles; unset = from "
                         "TF (body <- camera frame)", True, None),
+    "floor_height": (None, "the floor's z in fixed_frame where it is known (0.0 for a ground "
+                     "robot's map or odom frame); unset = unknown. Heights still come from "
+                     "the floor the student estimates in the map; the known one tells a "
+                     "table top that fills the view (a camera over a table, no floor seen) "
+                     "from the floor, so that the top becomes an instance instead of "
+                     "background", True, None),
     "distortion": ("rectify", "'rectify': images are raw, undo camera_info's plumb_bob / "
                    "rational_polynomial / equidistant distortion; 'rectified': images are "
                    "already rectified (image_rect), D ignored, P used", True, None),
@@ -198,8 +210,10 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "publish_cloud": (True, "publish ~/segmented_cloud", False, None),
     "diagnostics_period": (1.0, "seconds between diagnostics messages", True, (0.05, 60.0)),
 }
-INT_PARAMS = {"torch_threads", "max_labels", "max_label_length", "top_k", "frame_queue_size",
-              "pixel_stride", "max_voxels", "min_points", "text_cache_size", "segment_nice"}
+INT_PARAMS = {"torch_threads", "tta_rotations", "max_labels", "max_label_length", "top_k",
+              "frame_queue_size", "pixel_stride", "max_voxels", "min_points", "text_cache_size",
+              "segment_nice"}
+UNSET_TYPES = {"floor_height": Parameter.Type.DOUBLE}  # unset-by-default scalars
 TF2_HINT = ("install tf2_ros for Python (rosdep key tf2_ros_py: apt install "
             "ros-$ROS_DISTRO-tf2-ros-py)")
 
@@ -246,6 +260,8 @@ class FolkNode(Node):
         sys.setswitchinterval(p["gil_switch_ms"] * 1e-3)
         self.backend = load_backend(p["weights"], p["device"], p["vl_backend"], p["vl_model"],
                                     p["prompt_template"], p["vl_pretrained"])
+        if p["tta_rotations"]:
+            self.backend.segmenter.cfg.tta_rotations = int(p["tta_rotations"])
         enc = self.backend.encoder
         self.encoder_name = f"{enc.backend}/{enc.model}"
         self.vocab = Vocabulary(enc, p["max_labels"], p["max_label_length"], p["prompt_template"],
@@ -377,8 +393,11 @@ class FolkNode(Node):
         # restarted node must not leave the previous process's markers on screen.
         self._clear_timer = self.create_timer(1.0, self._clear_markers_once,
                                               callback_group=timers)
+        segment = self.backend.segmenter.segment
+        if p["floor_height"] is not None:
+            segment = functools.partial(segment, floor_z=float(p["floor_height"]))
         self.worker = SegmentationWorker(
-            self._snapshot, self.backend.segmenter.segment, self._on_result,
+            self._snapshot, segment, self._on_result,
             p["segment_period"], dim=int(getattr(enc, "dim", 0)), min_iou=p["track_min_iou"],
             nice=p["segment_nice"],
         )
@@ -397,13 +416,15 @@ class FolkNode(Node):
         for name, (default, text, ro, rng) in PARAMS.items():
             lo, hi = rng if rng else (None, None)
             desc = _desc(text, ro, lo, hi, integer=name in INT_PARAMS)
-            if default is None:  # unset by default: a typed double array
-                self.declare_parameter(name, Parameter.Type.DOUBLE_ARRAY, desc)
+            if default is None:  # unset by default: typed (a double array unless listed)
+                self.declare_parameter(name, UNSET_TYPES.get(name, Parameter.Type.DOUBLE_ARRAY),
+                                       desc)
             else:
                 self.declare_parameter(name, default, desc)
 
     def _value(self, name: str) -> Any:
-        """A parameter's value; None for a typed parameter left unset (camera_mounting)."""
+        """A parameter's value; None for a typed parameter left unset (camera_mounting,
+        floor_height)."""
         try:
             return self.get_parameter(name).value
         except ParameterUninitializedException:
@@ -429,6 +450,12 @@ class FolkNode(Node):
             except ValueError as exc:
                 problems.append(f"camera_mounting {list(p['camera_mounting'])}: {exc} (the "
                                 "camera optical frame's pose in the body frame, as doubles)")
+        if p["tta_rotations"] not in (0, 1, 2, 4):
+            problems.append(f"tta_rotations {p['tta_rotations']} is not 0 (as the weights say), "
+                            "1, 2 or 4 (turns that map the voxel grid onto itself)")
+        if p["floor_height"] is not None and not np.isfinite(p["floor_height"]):
+            problems.append(f"floor_height {p['floor_height']} is not a finite height (m in "
+                            "fixed_frame; leave it unset where the floor is not known)")
         if p["min_depth"] >= p["max_depth"]:
             problems.append(f"min_depth {p['min_depth']} must be < max_depth {p['max_depth']}")
         if not p["fixed_frame"]:
@@ -967,6 +994,9 @@ class FolkNode(Node):
             "torch_threads": self.torch_threads,
             "segment_nice": self.worker.nice_applied,
             "gil_switch_ms": f"{sys.getswitchinterval() * 1e3:.3g}",
+            "tta_rotations": str(self.backend.segmenter.cfg.tta_rotations),
+            "floor_height": "unknown" if self.p["floor_height"] is None
+                            else f"{self.p['floor_height']:g}",
             "texts_cached": self.vocab.cached_texts,
             "last_inference_s": last.seconds if last else 0.0,
             "instances": len(last.ids) if last else 0,

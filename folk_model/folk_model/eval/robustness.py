@@ -37,6 +37,9 @@ class Cloud:
     colors: np.ndarray
     instance_ids: np.ndarray
     semantic_ids: np.ndarray
+    # the floor's height in the cloud's frame where the variant gives it to the student (as
+    # a robot's TF would: StudentSegmenter.segment's floor_z), else None
+    floor_z: float | None = None
 
     def instance_labels(self, label_table: dict[int, str]) -> dict[int, str]:
         """Class name of every GT instance (id > 0), from the scene's label table."""
@@ -287,6 +290,14 @@ def fused_map(scene: Any, extra_noise: float = 0.0, holes: float = 0.0,
     return Cloud(f.points, f.colors, f.instance_ids, f.semantic_ids)
 
 
+def known_floor(room: Any, c: Cloud) -> Cloud:
+    """The cloud with the room's floor height given to the student (the top of its floor
+    mesh), as a robot whose map frame is at ground level knows it."""
+    floor = room.structure.get("floor")
+    z = float(np.max(np.asarray(floor[0])[:, 2])) if floor is not None else 0.0
+    return dataclasses.replace(c, floor_z=z)
+
+
 def single_frame(scene: Any, index: float = 0.5) -> Cloud:
     """One RGB-D frame back-projected (the node after its first frame), the frame at
     ``index`` of the trajectory; GT from the nearest scan vertex within 5 cm."""
@@ -323,7 +334,9 @@ VARIANTS: dict[str, tuple[Variant, bool]] = {
     "fused map, 3x noise + holes": (lambda s, r, c: fused_map(s, extra_noise=2.0, holes=0.1),
                                     False),
     "single RGB-D frame": (lambda s, r, c: single_frame(s), False),
+    "single RGB-D frame, known floor": (lambda s, r, c: known_floor(r, single_frame(s)), True),
     "table-top close-up": (lambda s, r, c: close_up(r, c), True),
+    "table-top close-up, known floor": (lambda s, r, c: known_floor(r, close_up(r, c)), True),
 }
 
 
@@ -393,7 +406,7 @@ def compare_variants(segmenters: Mapping[str, Any], scenes: Sequence[Any],
             for k, segmenter in segmenters.items():
                 r = res[k][n]
                 t0 = time.perf_counter()
-                out = segmenter.segment(cloud.points, cloud.colors)
+                out = segmenter.segment(cloud.points, cloud.colors, floor_z=cloud.floor_z)
                 r.seconds.append(time.perf_counter() - t0)
                 r.evaluator.process(cloud.instance_ids, labels,
                                     [Prediction(i.point_indices, label, i.score)
@@ -453,6 +466,7 @@ __all__ = [
     "compare_variants",
     "fused_map",
     "grey",
+    "known_floor",
     "markdown_table",
     "report_rows",
     "resampled",

@@ -16,9 +16,12 @@ from folk_model.labelling import Labelling, label_embeddings
 from folk_model.student.floor import floor_frame, structure_mask
 from folk_model.student.memory import InstanceMemory
 from folk_model.student.model import FolkStudent, VoxelBatch, voxelize
-from folk_model.student.proposals import cluster_voxels, nms
+from folk_model.student.proposals import cluster_voxels, grid_components, nms
 
 logger = logging.getLogger(__name__)
+
+TOP_BAND = 0.03  # m: points this close to the estimated floor plane lie on it (floor.py's)
+TTA_ROTATIONS = (1, 2, 4)  # StudentConfig.tta_rotations: turns that map the grid onto itself
 
 
 @dataclass
@@ -67,6 +70,9 @@ class NetworkPass:
     counts: np.ndarray  # int64 [M] points per voxel
     timings: dict[str, float]
     t0: float  # perf_counter at the start of the pass
+    # voxel sets of a furniture top taken for the floor (known floor height only): proposals
+    # that need no foreground from the network (``StudentSegmenter.top_sets``)
+    top_sets: list[np.ndarray] = field(default_factory=list)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -91,6 +97,9 @@ class StudentSegmenter:
     def __init__(self, model: FolkStudent, cfg: StudentConfig, device: str = "cpu",
                  memory: InstanceMemory | None = None) -> None:
         self.device = resolve_device(device)
+        if int(cfg.tta_rotations) not in TTA_ROTATIONS:
+            raise ValueError(f"tta_rotations must be one of {TTA_ROTATIONS} (turns of the "
+                             f"voxel grid onto itself), got {cfg.tta_rotations}")
         self.cfg = cfg
         self.model = model.to(self.device).eval()
         self.memory = memory.to(self.device) if memory is not None else None
@@ -118,34 +127,97 @@ class StudentSegmenter:
             valid = np.sort(self._rng.choice(valid, self.cfg.max_points, replace=False))
         return points, np.clip(colors, 0, 255).astype(np.uint8), valid
 
+    def _in_floor_frame(self, points: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Points [n, 3] in the floor frame when ``cfg.floor_frame`` (heights from the
+        estimated floor, as in training), and whether a floor plane was found."""
+        if not self.cfg.floor_frame:
+            return points, False
+        ff = floor_frame(points)
+        return ff.apply(points), ff.found
+
+    def _voxelize_framed(self, points: np.ndarray, colors: np.ndarray) -> VoxelBatch:
+        """Points already in the network's frame as a voxel batch on the device."""
+        return voxelize(torch.from_numpy(np.ascontiguousarray(points, np.float32)).to(self.device),
+                        torch.from_numpy(np.ascontiguousarray(colors)).to(self.device),
+                        self.cfg.voxel_size)
+
     def _voxelize(self, points: np.ndarray, colors: np.ndarray) -> tuple[VoxelBatch, bool]:
         """Points [n, 3] and colours [n, 3] (all used) as a voxel batch on the device, in the
-        floor frame when ``cfg.floor_frame`` (heights from the estimated floor, as in
-        training); and whether a floor plane was found."""
-        found = False
-        if self.cfg.floor_frame:
-            ff = floor_frame(points)
-            points, found = ff.apply(points), ff.found
-        vb = voxelize(torch.from_numpy(np.ascontiguousarray(points)).to(self.device),
-                      torch.from_numpy(np.ascontiguousarray(colors)).to(self.device),
-                      self.cfg.voxel_size)
-        return vb, found
+        floor frame when ``cfg.floor_frame``; and whether a floor plane was found."""
+        points, found = self._in_floor_frame(points)
+        return self._voxelize_framed(points, colors), found
+
+    def _turned_passes(self, points: np.ndarray, colors: np.ndarray, vb: VoxelBatch,
+                       fg: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Foreground probabilities [M] and offsets [M, 3] of ``vb``'s voxels averaged over
+        the pass already run (``fg``, ``offsets``) and ``cfg.tta_rotations - 1`` more of the
+        same points turned about z by multiples of 360 / tta_rotations degrees.
+
+        A quarter or half turn maps the voxel centres (multiples of the voxel size) onto
+        each other, so each turned voxel is matched to its unturned one through any point
+        it holds; offsets are turned back before averaging.
+        """
+        n = int(self.cfg.tta_rotations)
+        p2v = vb.point2voxel.cpu().numpy()
+        fg_sum, off_sum = fg.astype(np.float64), offsets.astype(np.float64)
+        for k in range(1, n):
+            a = 2.0 * np.pi * k / n
+            c, s = round(np.cos(a)), round(np.sin(a))  # exact 0/+-1 for quarter turns
+            rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32)
+            vb_k = self._voxelize_framed(points @ rot.T, colors)
+            out_k = self.model.forward_voxels(vb_k)
+            match = np.empty(len(fg), np.int64)
+            match[p2v] = vb_k.point2voxel.cpu().numpy()
+            fg_sum += torch.sigmoid(out_k.fg_logit).float().cpu().numpy()[match]
+            off_sum += out_k.offset.float().cpu().numpy()[match] @ rot  # R^T, row vectors
+        return (fg_sum / n).astype(np.float32), (off_sum / n).astype(np.float32)
 
     @torch.no_grad()
-    def segment(self, points: np.ndarray, colors: np.ndarray) -> SegmentationResult:
+    def segment(self, points: np.ndarray, colors: np.ndarray,
+                floor_z: float | None = None) -> SegmentationResult:
         """Segment a cloud.
 
         Args:
             points: float32 [N, 3] xyz in metres (z up). Rows with NaN/inf are ignored.
             colors: uint8 [N, 3] RGB.
+            floor_z: the floor's height in the cloud's frame where it is known (a robot's
+                map or odom frame at ground level), else None. Heights still come from the
+                estimated floor; the known one only tells a table top that fills the view
+                from a floor (:meth:`top_sets`).
 
         Returns:
             SegmentationResult whose instances index into ``points``.
         """
-        return self.propose(self.forward(points, colors))
+        return self.propose(self.forward(points, colors, floor_z))
+
+    def top_sets(self, points: np.ndarray, framed: np.ndarray, centers: np.ndarray,
+                 counts: np.ndarray, floor_z: float) -> list[np.ndarray]:
+        """Voxel sets of a furniture top that the floor estimate took for the floor.
+
+        ``points`` [n, 3] in the cloud's frame and ``framed`` the same in the floor frame;
+        ``centers`` [M, 3] and ``counts`` [M] the voxels (floor frame). Where the estimated
+        floor lies ``cfg.top_min_height`` or more above the known ``floor_z`` (a camera over
+        a table, no floor in view), the voxels on that plane, grouped into connected parts
+        of ``min_instance_points`` or more, are returned; else nothing. The structure prior
+        has already made them background, so they overlap no clustered proposal.
+        """
+        on_plane = np.abs(framed[:, 2]) < TOP_BAND
+        if not on_plane.any():
+            return []
+        height = float(np.median(points[on_plane, 2])) - float(floor_z)
+        if height < self.cfg.top_min_height:
+            return []
+        vox = np.flatnonzero(np.abs(centers[:, 2]) < TOP_BAND)
+        if len(vox) == 0:
+            return []
+        labels = grid_components(centers[vox], 2.0 * self.cfg.voxel_size)
+        sets = [vox[labels == k] for k in range(int(labels.max()) + 1)]
+        return [s.astype(np.int64) for s in sets
+                if counts[s].sum() >= self.cfg.min_instance_points]
 
     @torch.no_grad()
-    def forward(self, points: np.ndarray, colors: np.ndarray) -> NetworkPass:
+    def forward(self, points: np.ndarray, colors: np.ndarray,
+                floor_z: float | None = None) -> NetworkPass:
         """The network's part of :meth:`segment`: voxelise (floor frame), run the UNet, apply
         the structure prior. :meth:`propose` turns the result into instances; apart, so that
         proposal settings can be compared on one network pass (bench/sweep_proposals.py)."""
@@ -156,7 +228,8 @@ class StudentSegmenter:
             return NetworkPass(valid, None, None, None, np.zeros((0, 3), np.float32),
                                np.zeros((0, 3), np.float32), np.zeros((0,), np.float32),
                                np.zeros((0,), np.int64), timings, t0)
-        vb, floor_found = self._voxelize(points[valid], colors[valid])
+        framed, floor_found = self._in_floor_frame(points[valid])
+        vb = self._voxelize_framed(framed, colors[valid])
         self._sync()
         t1 = time.perf_counter()
         timings["voxelize"] = t1 - t0
@@ -166,6 +239,10 @@ class StudentSegmenter:
         offsets_np = out.offset.float().cpu().numpy()
         fg_np = fg.float().cpu().numpy()
         counts_np = vb.counts.cpu().numpy()
+        if self.cfg.tta_rotations > 1:
+            fg_np, offsets_np = self._turned_passes(framed, colors[valid], vb, fg_np,
+                                                    offsets_np)
+            fg = torch.from_numpy(fg_np).to(fg.device, fg.dtype)
         t2 = time.perf_counter()
         timings["network"] = t2 - t1
         if self.cfg.structure_prior and floor_found:
@@ -177,8 +254,11 @@ class StudentSegmenter:
             fg_np[stuff] = 0.0
             fg = fg * torch.from_numpy(~stuff).to(fg.device, fg.dtype)
             timings["structure"] = time.perf_counter() - t2
+        tops = []
+        if floor_z is not None and floor_found and np.isfinite(floor_z):
+            tops = self.top_sets(points[valid], framed, centers_np, counts_np, floor_z)
         return NetworkPass(valid, vb, out, fg, centers_np, offsets_np, fg_np, counts_np,
-                           timings, t0)
+                           timings, t0, tops)
 
     @torch.no_grad()
     def propose(self, net: NetworkPass, cfg: StudentConfig | None = None
@@ -200,6 +280,8 @@ class StudentSegmenter:
         sets = cluster_voxels(net.centers, net.offsets, net.fg_prob, counts_np,
                               cfg.fg_threshold, cfg.cluster_radius, cfg.min_instance_points,
                               cfg.dual_set)
+        n_clustered = len(sets)
+        sets = sets + net.top_sets
         t3 = time.perf_counter()
         timings["proposals"] = t3 - t2
         instances: list[InstancePrediction] = []
@@ -207,8 +289,12 @@ class StudentSegmenter:
             inst = [torch.from_numpy(s).to(self.device) for s in sets]
             pooled = self.model.pool(out.feat, vb.centers, inst)
             score_logit, emb = self.model.instance_heads(pooled)
-            mean_fg = torch.stack([fg[i].mean() for i in inst])
-            score = (torch.sigmoid(score_logit) * mean_fg).float().cpu().numpy()
+            mean_fg = torch.stack([fg[i].mean() for i in inst[:n_clustered]])
+            score = (torch.sigmoid(score_logit[:n_clustered]) * mean_fg).float().cpu().numpy()
+            # a top's voxels are background to the network, and its score head has never
+            # seen one: geometry proposed it, so it gets cfg.top_score
+            score = np.concatenate([score, np.full(len(sets) - n_clustered, cfg.top_score,
+                                                   np.float32)])
             keep = nms(sets, score, len(counts_np), cfg.nms_iou, counts_np)
             keep = keep[score[keep] >= cfg.min_score]
             # the memory looks up each row on its own: only the kept proposals need it
