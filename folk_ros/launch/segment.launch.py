@@ -5,8 +5,8 @@
         camera_info_topic:=/camera/color/camera_info fixed_frame:=map
 
 Parameters come from ``config`` (default: this package's config/segment.yaml); weights,
-device, vl_pretrained, fixed_frame, pose_source and pose_frame override it only when given
-(non-empty).
+device, vl_pretrained, fixed_frame, pose_source, pose_frame, floor_height and tta_rotations
+override it only when given (non-empty).
 ``use_sim_time:=true`` when replaying a bag with ``ros2 bag play --clock`` (or in a
 simulator): the node's clock and TF lookups then follow /clock. Topic arguments remap the
 node's relative input names.
@@ -31,7 +31,13 @@ OVERRIDES = {
     "fixed_frame": "frame of the map and all outputs (default map)",
     "pose_source": "camera pose from tf (default), pose (PoseStamped topic), odometry or auto",
     "pose_frame": "frame the PoseStamped topic gives the pose of (empty: the camera itself)",
+    "floor_height": "the floor's z in fixed_frame where it is known, e.g. 0.0 for a ground "
+                    "robot's map frame (empty: unknown): a table top filling the view then "
+                    "becomes an instance",
+    "tta_rotations": "test-time turns the student averages: 1, 2 or 4 (empty: the config "
+                     "file's value; 4 suits device:=cuda)",
 }
+TYPED = {"floor_height": float, "tta_rotations": int}  # the rest are strings
 TOPICS = {
     "color_topic": ("color/image", "/camera/color/image_raw", "colour image (rgb8 or bgr8)"),
     "depth_topic": ("depth/image", "/camera/aligned_depth_to_color/image_raw",
@@ -52,7 +58,10 @@ def _node(context: LaunchContext, *args: object, **kwargs: object) -> list[Node]
     for name in OVERRIDES:
         value = LaunchConfiguration(name).perform(context)
         if value:
-            overrides[name] = value
+            try:
+                overrides[name] = TYPED.get(name, str)(value)
+            except ValueError:
+                raise ValueError(f"{name}:={value!r} is not a {TYPED[name].__name__}") from None
     sim = LaunchConfiguration("use_sim_time").perform(context).strip().lower()
     if sim not in ("true", "false"):
         raise ValueError(f"use_sim_time must be true or false, got {sim!r}")
