@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="dev")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "folk_model"))
-    from folk_model.eval.calibrate import _scene_dirs, embed_rooms
+    from folk_model.eval.calibrate import embed_rooms, settings_scene_dirs
     from folk_model.eval.calibration import fit_temperature, reliability_bins
     from folk_model.eval.cli import evaluation_vocabulary
     from folk_model.eval.meshes import training_meshes
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.student import load_weights
     from folk_model.vl import create_vl_encoder, load_vl_config
 
-    dirs = _scene_dirs([args.data_root], args.split, 0)  # refuses test rooms
+    dirs = settings_scene_dirs([args.data_root], args.split, 0, "calibration")
     seg, manifest = load_weights(args.weights, "cpu")
     enc = create_vl_encoder(load_vl_config(None, manifest, "cpu"), text_only=True)
     vocab, _ = evaluation_vocabulary([args.data_root], manifest)

@@ -39,13 +39,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from folk_model.data.loader import load_scene
     from folk_model.data.synth.rebuild import rebuild_room
-    from folk_model.eval.calibrate import _scene_dirs
+    from folk_model.eval.calibrate import settings_scene_dirs
     from folk_model.eval.robustness import close_up, known_floor, scene_cloud
     from folk_model.student import load_weights
 
     seg, _ = load_weights(args.weights, "cpu")
     found = {"big": [0, 0], "small": [0, 0]}
-    for d in _scene_dirs([args.data_root], args.split, 0):
+    for d in settings_scene_dirs([args.data_root], args.split, 0, "a close-up diagnostic"):
         sc = load_scene(d, require_frames=False)
         room = rebuild_room(d)
         c = close_up(room, scene_cloud(sc))

@@ -38,9 +38,11 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def _scene_dirs(data_roots: list[str], split: str, max_scenes: int) -> list[Path]:
-    """The scene folders of ``split`` of each root; a test room among them raises
-    ``TestSceneError`` before any room is loaded."""
+def settings_scene_dirs(data_roots: list[str], split: str, max_scenes: int = 0,
+                        purpose: str = "calibration") -> list[Path]:
+    """The scene folders of ``split`` of each root, for choosing a setting (calibration, a
+    diagnostic that guides a choice): a test room among them raises ``TestSceneError``,
+    naming ``purpose``, before any room is loaded."""
     from folk_model.eval.cli import _roots, eval_scene_dirs
     from folk_model.train.data import refuse_test_scene
 
@@ -51,7 +53,7 @@ def _scene_dirs(data_roots: list[str], split: str, max_scenes: int) -> list[Path
     for d in dirs:
         meta_path = d / "meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        refuse_test_scene(meta, d.name, "calibration")
+        refuse_test_scene(meta, d.name, purpose)
     return dirs
 
 
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                      "the weights never produce (their memory is applied at inference)")
         return 2
     try:
-        dirs = _scene_dirs(args.data_root, args.split, args.max_scenes)
+        dirs = settings_scene_dirs(args.data_root, args.split, args.max_scenes)
         if not dirs:
             raise ValueError(f"no rooms in split {args.split!r} of {args.data_root}")
         segmenter, manifest = load_weights(args.weights, args.device)
