@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -190,7 +192,10 @@ def test_a_known_floor_turns_a_top_taken_for_the_floor_into_a_proposal() -> None
     best = max(res.instances, key=lambda i: np.isin(i.point_indices, np.flatnonzero(is_top)).sum())
     on_top = is_top[best.point_indices]
     assert on_top.mean() > 0.95 and on_top.sum() > 0.95 * is_top.sum()
-    assert best.score > cfg.min_score
+    assert best.score == pytest.approx(cfg.top_score)
+    # the top alone, when the network clusters nothing
+    alone = seg.propose(net, dataclasses.replace(cfg, fg_threshold=1.01)).instances
+    assert len(alone) == 1 and is_top[alone[0].point_indices].mean() > 0.95
 
 
 def test_segment_returns_instances(segmenter: StudentSegmenter) -> None:

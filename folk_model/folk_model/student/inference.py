@@ -304,12 +304,11 @@ class StudentSegmenter:
             inst = [torch.from_numpy(s).to(self.device) for s in sets]
             pooled = self.model.pool(out.feat, vb.centers, inst)
             score_logit, emb = self.model.instance_heads(pooled)
-            mean_fg = torch.stack([fg[i].mean() for i in inst[:n_clustered]])
-            score = (torch.sigmoid(score_logit[:n_clustered]) * mean_fg).float().cpu().numpy()
+            mean_fg = torch.stack([fg[i].mean() for i in inst])
+            score = (torch.sigmoid(score_logit) * mean_fg).float().cpu().numpy()
             # a top's voxels are background to the network, and its score head has never
             # seen one: geometry proposed it, so it gets cfg.top_score
-            score = np.concatenate([score, np.full(len(sets) - n_clustered, cfg.top_score,
-                                                   np.float32)])
+            score[n_clustered:] = cfg.top_score
             keep = nms(sets, score, len(counts_np), cfg.nms_iou, counts_np)
             keep = keep[score[keep] >= cfg.min_score]
             # the memory looks up each row on its own: only the kept proposals need it
