@@ -117,7 +117,7 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "tta_rotations": (0, "test-time turns of the map about z whose foreground and centre "
                       "predictions the student averages: 1, 2 or 4 (one network pass each); "
                       "0 = as the weights say (the demo weights: 1). 4 is for a GPU: on dev "
-                      "rooms it gained 3-5 AP50 on noisy maps and resampled meshes, at 3.5x "
+                      "rooms it gained 3-5 AP50 on noisy maps and resampled meshes, at 2.9x "
                       "the CPU time (docs/results/world.md, session 19)", True, (0, 4)),
     "torch_threads": (0, "torch intra-op threads (student, text encoder); 0 = one fewer than "
                       "the CPU cores, at least 1: fusion keeps a core while the student runs",
