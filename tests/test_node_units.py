@@ -288,8 +288,9 @@ def test_config_file_matches_node_defaults() -> None:
     from pathlib import Path
 
     import yaml
+    from rclpy.parameter import Parameter
 
-    from folk_ros.node import PARAMS
+    from folk_ros.node import PARAMS, UNSET_TYPES
 
     path = Path(__file__).resolve().parents[1] / "folk_ros" / "config" / "segment.yaml"
     text = path.read_text()
@@ -298,8 +299,13 @@ def test_config_file_matches_node_defaults() -> None:
     unset = {n for n, (default, *_r) in PARAMS.items() if default is None}
     assert set(params) == set(PARAMS) - unset, (sorted(set(PARAMS) - set(params)),
                                                 sorted(set(params) - set(PARAMS)))
-    for name in unset:
-        assert f"# {name}: [" in text, name
+    for name in unset:  # a commented example of the parameter's type (array or scalar)
+        example = [ln.split(f"# {name}: ", 1)[1] for ln in text.splitlines()
+                   if f"# {name}: " in ln]
+        assert example, name
+        kind = UNSET_TYPES.get(name, Parameter.Type.DOUBLE_ARRAY)
+        assert isinstance(yaml.safe_load(example[0]),
+                          list if kind == Parameter.Type.DOUBLE_ARRAY else float), (name, example)
     for name, (default, *_rest) in PARAMS.items():
         if name in unset:
             continue
