@@ -156,7 +156,6 @@ def test_turned_passes_average_the_network_over_quarter_turns() -> None:
     np.testing.assert_allclose(both.offsets,
                                (a.offsets + b.offsets[match] * [-1, -1, 1]) / 2, atol=1e-3)
     assert not np.allclose(both.fg_prob, a.fg_prob, atol=1e-3), "the turned pass changed nothing"
-    assert len(both.turned) == 1
     assert turned.segment(p, c).instances
     with pytest.raises(ValueError, match="tta_rotations"):
         StudentSegmenter(model, small_cfg(tta_rotations=3))

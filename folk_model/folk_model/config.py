@@ -91,6 +91,10 @@ class TeacherConfig:
 # --------------------------------------------------------------------------------------------
 # Student
 # --------------------------------------------------------------------------------------------
+# StudentConfig.tta_rotations: the turns about z that map the voxel grid onto itself
+TTA_ROTATIONS = (1, 2, 4)
+
+
 @dataclass
 class StudentConfig:
     """The 3D student: sparse UNet, instance proposals, embedding head."""
@@ -122,7 +126,7 @@ class StudentConfig:
     # these turns map the voxel grid onto itself, so every pass sees the same voxels and only
     # the network's view of them changes. Costs one network pass each (scores and embeddings
     # come from the unturned pass)
-    tta_rotations: int = 1
+    tta_rotations: int = 1  # one of TTA_ROTATIONS
     # with a known floor height (segment(..., floor_z=)), a floor estimate this far above it
     # is a furniture top filling the view (a camera over a table): the network, trained on
     # rooms with floors, takes such a top for floor and predicts background, so the top's

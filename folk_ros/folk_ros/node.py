@@ -63,7 +63,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from folk_model.config import FusionConfig, VLConfig
+from folk_model.config import TTA_ROTATIONS, FusionConfig, VLConfig
 from folk_model.fusion import compile_kernels
 from folk_model.fusion.voxel_map import MapSnapshot, VoxelMap
 from folk_model.labelling import label_embeddings, phrase_scores
@@ -450,7 +450,7 @@ class FolkNode(Node):
             except ValueError as exc:
                 problems.append(f"camera_mounting {list(p['camera_mounting'])}: {exc} (the "
                                 "camera optical frame's pose in the body frame, as doubles)")
-        if p["tta_rotations"] not in (0, 1, 2, 4):
+        if p["tta_rotations"] not in (0, *TTA_ROTATIONS):
             problems.append(f"tta_rotations {p['tta_rotations']} is not 0 (as the weights say), "
                             "1, 2 or 4 (turns that map the voxel grid onto itself)")
         if p["floor_height"] is not None and not np.isfinite(p["floor_height"]):

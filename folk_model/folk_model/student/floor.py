@@ -22,6 +22,7 @@ SLAB_MAX = 0.4  # a floor slab is at most this thick; a plane further down is no
 WALL_MIN_HEIGHT = 1.0  # a wall's points span at least this height (a sofa back does not)
 CEILING_MIN_Z = 1.8  # a horizontal plane lower than this is furniture, never a ceiling
 SPARSE_FLOOR_SHARE = 0.1  # a floor plane holding less of the points may be a bed top
+FLOOR_BAND = 0.03  # m: structure_mask's floor, points this close to z = 0 (or below it)
 
 
 @dataclass
@@ -227,7 +228,7 @@ def _lowest_wide_plane(pts: np.ndarray, full: np.ndarray, n: np.ndarray, d: floa
 
 def structure_mask(points: np.ndarray, inlier_dist: float = 0.05, min_area: float = 1.5,
                    outside_share: float = 0.05, max_planes: int = 16, sample: int = 20000,
-                   iterations: int = 60, seed: int = 0, floor_dist: float = 0.03,
+                   iterations: int = 60, seed: int = 0, floor_dist: float = FLOOR_BAND,
                    max_thickness: float = 0.15) -> np.ndarray:
     """Points on the room's bounding planes: the floor, walls and ceiling. bool [N].
 
@@ -362,4 +363,4 @@ def _area_per_point(pts: np.ndarray, sample: int = 2000, seed: int = 0) -> float
     return float(np.median(d[:, 1]) ** 2)
 
 
-__all__ = ["FloorFrame", "floor_frame", "structure_mask"]
+__all__ = ["FLOOR_BAND", "FloorFrame", "floor_frame", "structure_mask"]

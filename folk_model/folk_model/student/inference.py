@@ -11,17 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from folk_model.config import StudentConfig
+from folk_model.config import TTA_ROTATIONS, StudentConfig
 from folk_model.labelling import Labelling, label_embeddings
-from folk_model.student.floor import floor_frame, structure_mask
+from folk_model.student.floor import FLOOR_BAND, floor_frame, structure_mask
 from folk_model.student.memory import InstanceMemory
 from folk_model.student.model import FolkStudent, VoxelBatch, voxelize
 from folk_model.student.proposals import cluster_voxels, grid_components, nms
 
 logger = logging.getLogger(__name__)
-
-TOP_BAND = 0.03  # m: points this close to the estimated floor plane lie on it (floor.py's)
-TTA_ROTATIONS = (1, 2, 4)  # StudentConfig.tta_rotations: turns that map the grid onto itself
 
 
 @dataclass
@@ -55,21 +52,6 @@ class SegmentationResult:
 
 
 @dataclass
-class TurnedPass:
-    """The network over the cloud turned about z (test-time rotation), voxel by voxel in the
-    unturned pass's order: foreground probability [M] and offsets turned back [M, 3].
-
-    Only these are averaged over the turns. Instance scores and embeddings stay the unturned
-    pass's: on dev rooms, averaged scores did no better (mean AP50 over nine variants 63.3
-    against 63.7), and averaged embeddings named novel classes worse (GT masks, novel top-1
-    65.5 -> 55.2, -10.3 [-17.6, -3.9]: the instance memory's keys are unturned embeddings).
-    """
-
-    fg: np.ndarray
-    offsets: np.ndarray
-
-
-@dataclass
 class NetworkPass:
     """What the network said about one cloud (``StudentSegmenter.forward``): the voxels,
     their features, foreground probabilities (structure prior applied) and offsets. ``vb`` is
@@ -88,8 +70,6 @@ class NetworkPass:
     # voxel sets of a furniture top taken for the floor (known floor height only): proposals
     # that need no foreground from the network (``StudentSegmenter.top_sets``)
     top_sets: list[np.ndarray] = field(default_factory=list)
-    # the network over turned copies of the cloud (cfg.tta_rotations > 1), matched to ``vb``
-    turned: list[TurnedPass] = field(default_factory=list)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -158,18 +138,24 @@ class StudentSegmenter:
                         torch.from_numpy(np.ascontiguousarray(colors)).to(self.device),
                         self.cfg.voxel_size)
 
-    def _turned_passes(self, points: np.ndarray, colors: np.ndarray,
-                       vb: VoxelBatch) -> list[TurnedPass]:
-        """The network over ``points`` (floor frame) turned about z by each multiple but 0 of
-        360 / ``cfg.tta_rotations`` degrees, its outputs matched to ``vb``'s voxels.
+    def _averaged_over_turns(self, points: np.ndarray, colors: np.ndarray, vb: VoxelBatch,
+                             fg: np.ndarray, offsets: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray]:
+        """Foreground probabilities [M] and offsets [M, 3] of ``vb``'s voxels, averaged over
+        the unturned pass (``fg``, ``offsets``) and the network over ``points`` (floor frame)
+        turned about z by each other multiple of 360 / ``cfg.tta_rotations`` degrees.
 
         A quarter or half turn maps the voxel centres (multiples of the voxel size) onto
         each other, so each turned voxel is matched to its unturned one through any point
-        it holds; offsets are turned back.
+        it holds; offsets are turned back. Instance scores and embeddings stay the unturned
+        pass's: on dev rooms, averaged scores did no better (mean AP50 over nine variants
+        63.3 against 63.7), and averaged embeddings named novel classes worse (GT masks,
+        novel top-1 65.5 -> 55.2, -10.3 [-17.6, -3.9]: the instance memory's keys are
+        unturned embeddings).
         """
         n = int(self.cfg.tta_rotations)
         p2v = vb.point2voxel.cpu().numpy()
-        passes = []
+        fg_sum, off_sum = fg.astype(np.float64), offsets.astype(np.float64)
         for k in range(1, n):
             a = 2.0 * np.pi * k / n
             c, s = round(np.cos(a)), round(np.sin(a))  # exact 0/+-1 for quarter turns
@@ -178,10 +164,9 @@ class StudentSegmenter:
             out_k = self.model.forward_voxels(vb_k)
             match = np.empty(len(vb.counts), np.int64)
             match[p2v] = vb_k.point2voxel.cpu().numpy()
-            passes.append(TurnedPass(
-                fg=torch.sigmoid(out_k.fg_logit).float().cpu().numpy()[match],
-                offsets=out_k.offset.float().cpu().numpy()[match] @ rot))  # R^T, row vectors
-        return passes
+            fg_sum += torch.sigmoid(out_k.fg_logit).float().cpu().numpy()[match]
+            off_sum += out_k.offset.float().cpu().numpy()[match] @ rot  # R^T, row vectors
+        return (fg_sum / n).astype(np.float32), (off_sum / n).astype(np.float32)
 
     @torch.no_grad()
     def segment(self, points: np.ndarray, colors: np.ndarray,
@@ -212,13 +197,13 @@ class StudentSegmenter:
         of ``min_instance_points`` or more, are returned; else nothing. The structure prior
         has already made them background, so they overlap no clustered proposal.
         """
-        on_plane = np.abs(framed[:, 2]) < TOP_BAND
+        on_plane = np.abs(framed[:, 2]) < FLOOR_BAND
         if not on_plane.any():
             return []
         height = float(np.median(points[on_plane, 2])) - float(floor_z)
         if height < self.cfg.top_min_height:
             return []
-        vox = np.flatnonzero(np.abs(centers[:, 2]) < TOP_BAND)
+        vox = np.flatnonzero(np.abs(centers[:, 2]) < FLOOR_BAND)
         if len(vox) == 0:
             return []
         labels = grid_components(centers[vox], 2.0 * self.cfg.voxel_size)
@@ -250,13 +235,9 @@ class StudentSegmenter:
         offsets_np = out.offset.float().cpu().numpy()
         fg_np = fg.float().cpu().numpy()
         counts_np = vb.counts.cpu().numpy()
-        turned = []
         if self.cfg.tta_rotations > 1:
-            turned = self._turned_passes(framed, colors[valid], vb)
-            n = 1 + len(turned)
-            fg_np = (fg_np + sum(t.fg for t in turned)) / n
-            offsets_np = ((offsets_np + sum(t.offsets for t in turned)) / n).astype(np.float32)
-            fg_np = fg_np.astype(np.float32)
+            fg_np, offsets_np = self._averaged_over_turns(framed, colors[valid], vb, fg_np,
+                                                          offsets_np)
             fg = torch.from_numpy(fg_np).to(fg.device, fg.dtype)
         t2 = time.perf_counter()
         timings["network"] = t2 - t1
@@ -273,7 +254,7 @@ class StudentSegmenter:
         if floor_z is not None and floor_found and np.isfinite(floor_z):
             tops = self.top_sets(points[valid], framed, centers_np, counts_np, floor_z)
         return NetworkPass(valid, vb, out, fg, centers_np, offsets_np, fg_np, counts_np,
-                           timings, t0, tops, turned)
+                           timings, t0, tops)
 
     @torch.no_grad()
     def propose(self, net: NetworkPass, cfg: StudentConfig | None = None
