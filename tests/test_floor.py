@@ -86,3 +86,54 @@ def test_structure_mask_takes_a_thick_noisy_wall_whole_but_not_what_stands_befor
     assert m[parts["wall_x4"]].mean() > 0.97
     assert m[parts["table"]].mean() < 0.01
     assert m[parts["wardrobe"]][pts[parts["wardrobe"], 2] > 0.05].mean() < 0.01
+
+
+def test_batched_ransac_candidates_match_the_one_by_one_rules() -> None:
+    """The batched candidate planes (``_level_planes``, ``_structural_planes``) and their
+    inlier counts (``_plane_counts``) are the per-triple rules they replaced, candidate for
+    candidate and in order: RANSAC keeps the first best, so order matters as much as values.
+    Triples include collinear ones and every tilt, so each filter is exercised."""
+    from folk_model.student.floor import (
+        _level_plane,
+        _level_planes,
+        _plane_counts,
+        _structural_planes,
+    )
+
+    rng = np.random.default_rng(3)
+    tris = rng.normal(size=(400, 3, 3))
+    tris[::7, :, 2] = rng.normal(size=(len(tris[::7]), 1)) * 0.01 + 0.5  # near level
+    tris[1::9, :, 0] = 0.3  # near vertical (x constant)
+    tris[2::11, 2] = tris[2::11, 0] + 2 * (tris[2::11, 1] - tris[2::11, 0])  # collinear
+    cos_max = np.cos(np.deg2rad(12.0))
+    loop = [p for p in (_level_plane(t, cos_max) for t in tris) if p is not None]
+    normals, offsets = _level_planes(tris, cos_max)
+    assert len(loop) == len(normals) > 10
+    np.testing.assert_allclose(np.array([n for n, _ in loop]), normals, atol=1e-12)
+    np.testing.assert_allclose(np.array([d for _, d in loop]), offsets, atol=1e-12)
+
+    expected = []
+    for t in tris:
+        n = np.cross(t[1] - t[0], t[2] - t[0])
+        if np.linalg.norm(n) < 1e-9:
+            continue
+        n = n / np.linalg.norm(n)
+        if abs(n[2]) < 0.1:
+            n = np.array([n[0], n[1], 0.0]) / np.hypot(n[0], n[1])
+        elif abs(n[2]) > 0.995:
+            n = np.array([0.0, 0.0, 1.0])
+        else:
+            continue
+        expected.append((n, -float(n @ t[0])))
+    normals, offsets = _structural_planes(tris)
+    assert len(expected) == len(normals)
+    assert (normals[:, 2] == 0).any() and (normals[:, 2] == 1).any()
+    np.testing.assert_allclose(np.array([n for n, _ in expected]), normals, atol=1e-12)
+    np.testing.assert_allclose(np.array([d for _, d in expected]), offsets, atol=1e-12)
+
+    pts = rng.normal(size=(5000, 3))
+    inl, under = _plane_counts(pts, normals, offsets, 0.05, -0.1, chunk=3)
+    for k, (n, d) in enumerate(zip(normals, offsets)):
+        dist = pts @ n + d
+        assert inl[k] == int((np.abs(dist) < 0.05).sum())
+        assert under[k] == int((dist < -0.1).sum())
