@@ -13,15 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
+from bench_common import add_scene_args, offline
 
 
 def _row(run: dict) -> dict[str, float]:
@@ -37,14 +34,12 @@ def _row(run: dict) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    ap.add_argument("--data-root", default="data/test")
-    ap.add_argument("--split", default="test")
+    add_scene_args(ap, "data/test", "test")
     ap.add_argument("--max-scenes", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline()
 
     from folk_model.config import VLConfig
     from folk_model.eval.cli import evaluation_vocabulary, load_eval_scenes

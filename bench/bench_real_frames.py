@@ -33,9 +33,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
+from bench_common import DEFAULT_WEIGHTS, ROOT
 
 
 def read_organized_pcd(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:

@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
+from bench_common import add_scene_args, offline
 
 
 def compare_rows(new: dict, base: dict, samples: int) -> list[dict]:
@@ -64,9 +62,7 @@ def comparison_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    ap.add_argument("--data-root", default="data/test")
-    ap.add_argument("--split", default="test")
+    add_scene_args(ap, "data/test", "test")
     ap.add_argument("--baseline", default=None,
                     help="weights to compare with, room by room, on the same clouds")
     ap.add_argument("--bootstrap", type=int, default=2000, help="resamples for --baseline")
@@ -83,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", default=None, help="write the markdown table here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline()
 
     from folk_model.data.loader import list_scenes, load_scene
     from folk_model.eval.robustness import compare_variants, markdown_table, report_rows

@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-DEFAULT_WEIGHTS = "folk_model/folk_model/weights/folk_demo_offline.pt"
+from bench_common import DEFAULT_WEIGHTS
 
 
 def room_of(scenes: list, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +42,7 @@ def room_of(scenes: list, n: int, rng: np.random.Generator) -> tuple[np.ndarray,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=DEFAULT_WEIGHTS)
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--data-root", nargs="+", default=["data/test"],
                     help="dataset root(s), their --split scenes evaluated together")
     ap.add_argument("--split", default="test")

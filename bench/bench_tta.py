@@ -15,30 +15,24 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
+from bench_common import ROOT, add_scene_args, offline
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    ap.add_argument("--data-root", default="data/synth")
-    ap.add_argument("--split", default="dev")
+    add_scene_args(ap)
     ap.add_argument("--room-points", type=int, default=150_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tta", type=int, nargs="+", default=[1, 2, 4])
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline()
     sys.path.insert(0, str(ROOT / "bench"))
 
     from bench_student_vs_teacher import room_of

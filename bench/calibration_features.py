@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
+from bench_common import ROOT, add_scene_args
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
 FEATURE_SETS = (["logit"], ["maxcos"], ["gap"], ["logit", "maxcos"], ["logit", "gap"],
                 ["logit", "maxcos", "gap"])
 
@@ -74,9 +72,7 @@ class Calibrator:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    ap.add_argument("--data-root", default="data/synth")
-    ap.add_argument("--split", default="dev")
+    add_scene_args(ap)
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "folk_model"))
     from folk_model.eval.calibrate import embed_rooms, settings_scene_dirs

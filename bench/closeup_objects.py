@@ -15,27 +15,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
+from bench_common import add_scene_args, offline
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    ap.add_argument("--data-root", default="data/synth")
-    ap.add_argument("--split", default="dev")
+    add_scene_args(ap)
     ap.add_argument("--known-floor", action="store_true",
                     help="give the student the room's floor height (as a robot's TF would)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline()
 
     from folk_model.data.loader import load_scene
     from folk_model.data.synth.rebuild import rebuild_room

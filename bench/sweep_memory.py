@@ -32,15 +32,15 @@ import os
 import sys
 
 import numpy as np
+from bench_common import DEFAULT_WEIGHTS
 
-DEFAULT_WEIGHTS = "folk_model/folk_model/weights/folk_demo_offline.pt"
 DEFAULT_CONFIG = "folk_model/folk_model/configs/train_demo_offline.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=DEFAULT_WEIGHTS, help="weights with a memory")
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="weights with a memory")
     ap.add_argument("--data-root", nargs="+", default=["data/synth"])
     ap.add_argument("--split", default="dev", help="dev rooms; test rooms are refused")
     ap.add_argument("--k", default="1,3,5,8,12", help="comma-separated neighbour counts")

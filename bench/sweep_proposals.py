@@ -19,15 +19,13 @@ import dataclasses
 import itertools
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import add_scene_args, offline
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = ROOT / "folk_model/folk_model/weights/folk_demo_offline.pt"
 CLOUDS = ("clean scan", "fused map (node)", "fused map, 3x noise + holes")
 MAX_SHARE = 0.25  # issue 14: no proposal may cover more than a quarter of a room
 
@@ -41,9 +39,7 @@ def _grid(args: argparse.Namespace) -> list[dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    ap.add_argument("--data-root", default="data/synth")
-    ap.add_argument("--split", default="dev")
+    add_scene_args(ap)
     ap.add_argument("--max-scenes", type=int, default=0, help="0 = all rooms of the split")
     ap.add_argument("--clouds", nargs="*", default=list(CLOUDS),
                     help="robustness variants to evaluate (folk_model.eval.robustness)")
@@ -64,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                          "proposal stays within a quarter of a room) in the weights' manifest")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline()
 
     from tqdm import tqdm
 

@@ -134,6 +134,29 @@ def test_one_network_pass_serves_many_proposal_settings(segmenter: StudentSegmen
     assert len(segmenter.propose(net).instances) == len(again.instances)
 
 
+def test_turned_voxel_batch_is_the_turned_cloud_voxelised() -> None:
+    """``model.turned`` (the test-time turns' input) gives, row for row, the voxels that
+    voxelising the turned points gives: the same grid coordinates (so that the strided
+    levels pair the same voxels), features and centres, for each quarter turn."""
+    from folk_model.student.model import turned
+
+    p, c, _, _ = toy_room(n_objects=4)
+    p = p + np.float32([0.013, 0.007, 0.0])  # no point on a voxel boundary
+    vb = voxelize(torch.from_numpy(p), torch.from_numpy(c), 0.05)
+    for q, (cq, sq) in enumerate(((1, 0), (0, 1), (-1, 0), (0, -1))):
+        rot = np.array([[cq, -sq, 0], [sq, cq, 0], [0, 0, 1]], np.float32)
+        ref = voxelize(torch.from_numpy(p @ rot.T), torch.from_numpy(c), 0.05)
+        got = turned(vb, q)
+        match = np.empty(len(vb.counts), np.int64)
+        match[vb.point2voxel.numpy()] = ref.point2voxel.numpy()
+        assert len(ref.counts) == len(vb.counts)
+        assert torch.equal(got.coords, ref.coords[match])
+        np.testing.assert_allclose(got.feats.numpy(), ref.feats[match].numpy(), atol=1e-4)
+        np.testing.assert_allclose(got.centers.numpy(), ref.centers[match].numpy(), atol=1e-5)
+        assert got.spatial_shape == ref.spatial_shape
+        assert torch.equal(got.counts, ref.counts[match])
+
+
 def test_turned_passes_average_the_network_over_quarter_turns() -> None:
     """tta_rotations=2 gives the mean of the plain pass and the pass over the cloud turned by
     half a turn, matched voxel by voxel with its offsets turned back; 3 is refused."""

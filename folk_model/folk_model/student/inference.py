@@ -15,7 +15,7 @@ from folk_model.config import TTA_ROTATIONS, StudentConfig
 from folk_model.labelling import Labelling, label_embeddings
 from folk_model.student.floor import FLOOR_BAND, floor_frame, structure_mask
 from folk_model.student.memory import InstanceMemory
-from folk_model.student.model import FolkStudent, VoxelBatch, voxelize
+from folk_model.student.model import FolkStudent, VoxelBatch, turned, voxelize
 from folk_model.student.proposals import cluster_voxels, grid_components, nms
 
 logger = logging.getLogger(__name__)
@@ -138,34 +138,27 @@ class StudentSegmenter:
                         torch.from_numpy(np.ascontiguousarray(colors)).to(self.device),
                         self.cfg.voxel_size)
 
-    def _averaged_over_turns(self, points: np.ndarray, colors: np.ndarray, vb: VoxelBatch,
-                             fg: np.ndarray, offsets: np.ndarray
+    def _averaged_over_turns(self, vb: VoxelBatch, fg: np.ndarray, offsets: np.ndarray
                              ) -> tuple[np.ndarray, np.ndarray]:
         """Foreground probabilities [M] and offsets [M, 3] of ``vb``'s voxels, averaged over
-        the unturned pass (``fg``, ``offsets``) and the network over ``points`` (floor frame)
-        turned about z by each other multiple of 360 / ``cfg.tta_rotations`` degrees.
+        the unturned pass (``fg``, ``offsets``) and the network over ``vb`` turned about z by
+        each other multiple of 360 / ``cfg.tta_rotations`` degrees (``model.turned``: the
+        same voxels, row for row), offsets turned back.
 
-        A quarter or half turn maps the voxel centres (multiples of the voxel size) onto
-        each other, so each turned voxel is matched to its unturned one through any point
-        it holds; offsets are turned back. Instance scores and embeddings stay the unturned
-        pass's: on dev rooms, averaged scores did no better (mean AP50 over nine variants
-        63.3 against 63.7), and averaged embeddings named novel classes worse (GT masks,
-        novel top-1 65.5 -> 55.2, -10.3 [-17.6, -3.9]: the instance memory's keys are
-        unturned embeddings).
+        Instance scores and embeddings stay the unturned pass's: on dev rooms, averaged
+        scores did no better (mean AP50 over nine variants 63.3 against 63.7), and averaged
+        embeddings named novel classes worse (GT masks, novel top-1 65.5 -> 55.2, -10.3
+        [-17.6, -3.9]: the instance memory's keys are unturned embeddings).
         """
         n = int(self.cfg.tta_rotations)
-        p2v = vb.point2voxel.cpu().numpy()
         fg_sum, off_sum = fg.astype(np.float64), offsets.astype(np.float64)
         for k in range(1, n):
-            a = 2.0 * np.pi * k / n
-            c, s = round(np.cos(a)), round(np.sin(a))  # exact 0/+-1 for quarter turns
-            rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32)
-            vb_k = self._voxelize_framed(points @ rot.T, colors)
-            out_k = self.model.forward_voxels(vb_k)
-            match = np.empty(len(vb.counts), np.int64)
-            match[p2v] = vb_k.point2voxel.cpu().numpy()
-            fg_sum += torch.sigmoid(out_k.fg_logit).float().cpu().numpy()[match]
-            off_sum += out_k.offset.float().cpu().numpy()[match] @ rot  # R^T, row vectors
+            quarters = 4 * k // n
+            c, s = ((1, 0), (0, 1), (-1, 0), (0, -1))[quarters]
+            rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float64)
+            out_k = self.model.forward_voxels(turned(vb, quarters))
+            fg_sum += torch.sigmoid(out_k.fg_logit).float().cpu().numpy()
+            off_sum += out_k.offset.float().cpu().numpy() @ rot  # R^T, row vectors
         return (fg_sum / n).astype(np.float32), (off_sum / n).astype(np.float32)
 
     @torch.no_grad()
@@ -236,8 +229,7 @@ class StudentSegmenter:
         fg_np = fg.float().cpu().numpy()
         counts_np = vb.counts.cpu().numpy()
         if self.cfg.tta_rotations > 1:
-            fg_np, offsets_np = self._averaged_over_turns(framed, colors[valid], vb, fg_np,
-                                                          offsets_np)
+            fg_np, offsets_np = self._averaged_over_turns(vb, fg_np, offsets_np)
             fg = torch.from_numpy(fg_np).to(fg.device, fg.dtype)
         t2 = time.perf_counter()
         timings["network"] = t2 - t1
