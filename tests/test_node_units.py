@@ -526,6 +526,27 @@ def test_label_temperature_comes_from_the_weights_config_and_is_checked():
             label_score_map(SimpleNamespace(cfg=StudentConfig(label_score_map=bad)))
 
 
+def test_tta_rotations_default_follows_the_device():
+    """tta_rotations 0 is 4 turns on a CUDA device and the weights' own value on the CPU; a
+    value asked for is kept on either."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from folk_model.config import TTA_ROTATIONS_CUDA, StudentConfig
+    from folk_ros.node import tta_rotations_for
+
+    def seg(device: str, tta: int = 1) -> SimpleNamespace:
+        return SimpleNamespace(device=torch.device(device), cfg=StudentConfig(tta_rotations=tta))
+
+    assert TTA_ROTATIONS_CUDA == 4
+    assert tta_rotations_for(0, seg("cpu")) == 1
+    assert tta_rotations_for(0, seg("cpu", 2)) == 2
+    assert tta_rotations_for(0, seg("cuda:1")) == 4
+    assert tta_rotations_for(1, seg("cuda")) == 1
+    assert tta_rotations_for(4, seg("cpu")) == 4
+
+
 def test_room_check_counts_found_objects_and_names_with_synonyms():
     """folk_ros.gt_check on a crafted room: three GT objects on a scan, a map that saw two of
     them (points 1 cm off the scan), instances that cover one well and one poorly."""

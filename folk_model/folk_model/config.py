@@ -93,6 +93,10 @@ class TeacherConfig:
 # --------------------------------------------------------------------------------------------
 # StudentConfig.tta_rotations: the turns about z that map the voxel grid onto itself
 TTA_ROTATIONS = (1, 2, 4)
+# What the node runs on a CUDA device unless told otherwise: 4 turns gained 3-5 AP50 on
+# noisy maps and resampled meshes (dev rooms; test fused maps 58.8 -> 62.2) at 2.9x the
+# network time, which a GPU absorbs and 2 CPU cores do not (docs/results/world.md, s19)
+TTA_ROTATIONS_CUDA = 4
 
 
 @dataclass

@@ -63,7 +63,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from folk_model.config import TTA_ROTATIONS, FusionConfig, VLConfig
+from folk_model.config import TTA_ROTATIONS, TTA_ROTATIONS_CUDA, FusionConfig, VLConfig
 from folk_model.fusion import compile_kernels
 from folk_model.fusion.voxel_map import MapSnapshot, VoxelMap
 from folk_model.labelling import label_embeddings, phrase_scores
@@ -116,9 +116,10 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
     "device": ("cpu", "torch device for the student: cpu, cuda, cuda:1", True, None),
     "tta_rotations": (0, "test-time turns of the map about z whose foreground and centre "
                       "predictions the student averages: 1, 2 or 4 (one network pass each); "
-                      "0 = as the weights say (the demo weights: 1). 4 is for a GPU: on dev "
-                      "rooms it gained 3-5 AP50 on noisy maps and resampled meshes, at 2.9x "
-                      "the CPU time (docs/results/world.md, session 19)", True, (0, 4)),
+                      "0 = by device: 4 on CUDA, on the CPU as the weights say (the demo "
+                      "weights: 1). On dev rooms 4 gained 3-5 AP50 on noisy maps and "
+                      "resampled meshes, at 2.9x the CPU time (docs/results/world.md, "
+                      "session 19)", True, (0, 4)),
     "torch_threads": (0, "torch intra-op threads (student, text encoder); 0 = one fewer than "
                       "the CPU cores, at least 1: fusion keeps a core while the student runs",
                       True, (0, 1024)),
@@ -260,8 +261,8 @@ class FolkNode(Node):
         sys.setswitchinterval(p["gil_switch_ms"] * 1e-3)
         self.backend = load_backend(p["weights"], p["device"], p["vl_backend"], p["vl_model"],
                                     p["prompt_template"], p["vl_pretrained"])
-        if p["tta_rotations"]:
-            self.backend.segmenter.cfg.tta_rotations = int(p["tta_rotations"])
+        self.backend.segmenter.cfg.tta_rotations = tta_rotations_for(
+            p["tta_rotations"], self.backend.segmenter)
         enc = self.backend.encoder
         self.encoder_name = f"{enc.backend}/{enc.model}"
         self.vocab = Vocabulary(enc, p["max_labels"], p["max_label_length"], p["prompt_template"],
@@ -1036,6 +1037,17 @@ def set_torch_threads(n: int) -> int:
         n = max(1, cpus - 1)
     torch.set_num_threads(n)
     return n
+
+
+def tta_rotations_for(requested: int, segmenter: Any) -> int:
+    """The test-time turns the student runs with: ``requested`` where it is not 0; for 0,
+    ``TTA_ROTATIONS_CUDA`` on a CUDA device (a GPU absorbs the extra passes) and the
+    weights' own value on the CPU (the 0.5 s budget of a 150k-point room allows one)."""
+    if requested:
+        return int(requested)
+    if segmenter.device.type == "cuda":
+        return TTA_ROTATIONS_CUDA
+    return int(segmenter.cfg.tta_rotations)
 
 
 def label_temperature(segmenter: Any) -> float:

@@ -35,7 +35,7 @@ OVERRIDES = {
                     "robot's map frame (empty: unknown): a table top filling the view then "
                     "becomes an instance",
     "tta_rotations": "test-time turns the student averages: 1, 2 or 4 (empty: the config "
-                     "file's value; 4 suits device:=cuda)",
+                     "file's 0, which means 4 with device:=cuda and 1 on the CPU)",
 }
 TYPED = {"floor_height": float, "tta_rotations": int}  # the rest are strings
 TOPICS = {
