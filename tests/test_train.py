@@ -221,3 +221,33 @@ def test_read_config_rejects_unknown(tmp_path) -> None:
     bad.write_text("train:\n  epoch: 3\n")
     with pytest.raises(ValueError, match="unknown config keys"):
         read_config(bad)
+
+
+def test_train_only_refits_the_named_head_and_leaves_the_rest_bit_for_bit(tmp_path) -> None:
+    """train_only ("embed_head.") from earlier weights: only the naming head changes; the
+    backbone, its batch-norm statistics and the proposal heads stay as they were, so every
+    proposal stays the same. A prefix that matches nothing fails at start."""
+    torch.set_num_threads(2)
+    scenes, text = toy_train_scenes(2, DIM)
+    info = {"backend": "toy", "model": "toy", "dim": DIM}
+    cfg, scfg = _cfgs(str(tmp_path / "base"), 2)
+    base = train(cfg, scfg, scenes, text, info, CLASSES, progress=False)
+    cfg2, _ = _cfgs(str(tmp_path / "head"), 2)
+    cfg2.init_weights, cfg2.train_only = str(base.weights), ("embed_head.",)
+    head = train(cfg2, scfg, scenes, text, info, CLASSES, progress=False)
+    before = load_weights(base.weights, "cpu", expect=info)[0].model.state_dict()
+    seg, _ = load_weights(head.weights, "cpu", expect=info)
+    after = seg.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("embed_head.") for k in changed), sorted(changed)
+    assert any(k.startswith("backbone.") and "running_mean" in k for k in before)
+    p, c = scenes[0].points, scenes[0].colors
+    a = load_weights(base.weights, "cpu", expect=info)[0].segment(p, c)
+    b = seg.segment(p, c)
+    assert [list(i.point_indices) for i in a.instances] == \
+        [list(i.point_indices) for i in b.instances]
+    assert [i.score for i in a.instances] == [i.score for i in b.instances]
+    cfg3, _ = _cfgs(str(tmp_path / "typo"), 1)
+    cfg3.train_only = ("embedhead.",)
+    with pytest.raises(ValueError, match="matches no parameter"):
+        train(cfg3, scfg, scenes, text, info, CLASSES, progress=False)

@@ -228,6 +228,10 @@ class TrainConfig:
     checkpoint_every: int = 1  # save a checkpoint every n epochs (and always at the end)
     max_scenes: int = 0  # use at most this many training scenes; 0 = all
     init_weights: str = ""  # start from these student weights (.pt), e.g. a first stage
+    # train only the parameters whose names start with one of these (e.g. "embed_head."),
+    # the rest frozen with their batch norms in eval mode; () = all. A refit of the naming
+    # head on frozen features leaves every proposal, and so class-agnostic AP, unchanged
+    train_only: tuple[str, ...] = ()
     # --- a change of world (train.train.augment_world): what other rooms, sensors and maps do
     fused_map_p: float = 0.5  # share of samples drawn from the scene's fused map (node's view)
     # other worlds of the room (train.worlds, cached beside each scene): a share of samples

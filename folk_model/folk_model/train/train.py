@@ -434,6 +434,31 @@ def _ddp_env() -> tuple[int, int, int]:
             int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def freeze_except(student: nn.Module, prefixes: Sequence[str]) -> list[nn.Parameter]:
+    """The parameters to train: those whose names start with one of ``prefixes`` (all when
+    empty); the others get ``requires_grad = False``. Raises when nothing is left to train
+    (a misspelt prefix would otherwise train nothing for hours)."""
+    if not prefixes:
+        return list(student.parameters())
+    keep = []
+    for name, p in student.named_parameters():
+        p.requires_grad = name.startswith(tuple(prefixes))
+        if p.requires_grad:
+            keep.append(p)
+    if not keep:
+        names = sorted({n.split(".")[0] + "." for n, _ in student.named_parameters()})
+        raise ValueError(f"train_only {list(prefixes)} matches no parameter; prefixes: {names}")
+    return keep
+
+
+def train_mode_only(student: nn.Module, prefixes: Sequence[str]) -> None:
+    """Eval mode for every module outside ``prefixes``: a frozen batch norm must keep the
+    running statistics the frozen weights were trained with."""
+    for name, mod in student.named_modules():
+        if name:
+            mod.train(any((name + ".").startswith(p) for p in prefixes))
+
+
 def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     """Write training curves (one line per loss, per epoch) as a PNG."""
     import matplotlib
@@ -528,7 +553,8 @@ def train(
     my_scenes = scenes[rank::world] or scenes
     steps_per_epoch = cfg.steps_per_epoch or math.ceil(len(my_scenes) / cfg.batch_scenes)
     total_steps = steps_per_epoch * cfg.epochs
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainable = freeze_except(student, cfg.train_only)
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, min(100, total_steps // 20))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(
@@ -559,6 +585,8 @@ def train(
     for epoch in range(start_epoch, cfg.epochs):
         module.use_proposals = epoch >= cfg.proposal_warmup_epochs
         model.train()
+        if cfg.train_only:
+            train_mode_only(student, cfg.train_only)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
         order = rng.permutation(len(my_scenes))
@@ -576,6 +604,8 @@ def train(
                 batch.append((p, c, i, sc))
             res = model(batch)
             opt.zero_grad(set_to_none=True)
+            if not res["loss"].requires_grad:  # train_only, and no instance in the crop
+                continue
             res["loss"].backward()
             nn.utils.clip_grad_norm_(student.parameters(), 5.0)
             opt.step()
