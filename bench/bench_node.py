@@ -137,6 +137,10 @@ def bench_fusion(scene: Path, seconds: float, segment_period: float = 2.0,
           f"{rate('frames_fused'):5.1f} frames/s, {node_ms:.1f} ms per fused frame (mean of "
           f"the last 100); dropped (queue) {d['frames_dropped']}, unsynced "
           f"{d['frames_unsynced']}, bad inputs {d['bad_inputs']}")
+    kinds = {k[4:]: v for k, v in d.items() if k.startswith("bad_") and k != "bad_inputs"}
+    if kinds:  # e.g. the looping player's first frames again: stamps older than the map's
+        print("  node: bad inputs by kind: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
+              + f" (last: {d.get('last_error', '')})")
     print("  node: per fused frame (mean of the last 100): " + ", ".join(
         f"{k} {float(d.get(f'fuse_{k}_ms', 0)):.1f} ms"
         for k in ("convert", "pose", "lock", "integrate", "integrate_cpu")))
