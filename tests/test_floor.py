@@ -106,11 +106,22 @@ def test_batched_ransac_candidates_match_the_one_by_one_rules() -> None:
     tris[1::9, :, 0] = 0.3  # near vertical (x constant)
     tris[2::11, 2] = tris[2::11, 0] + 2 * (tris[2::11, 1] - tris[2::11, 0])  # collinear
     cos_max = np.cos(np.deg2rad(12.0))
-    loop = [p for p in (_level_plane(t, cos_max) for t in tris) if p is not None]
+    loop = []  # the per-triple rule: collinear triples out, normal up, within 12 deg of level
+    for t in tris:
+        n = np.cross(t[1] - t[0], t[2] - t[0])
+        if np.linalg.norm(n) < 1e-9:
+            continue
+        n = n / np.linalg.norm(n)
+        n = -n if n[2] < 0 else n
+        if n[2] >= cos_max:
+            loop.append((n, -float(n @ t[0])))
     normals, offsets = _level_planes(tris, cos_max)
     assert len(loop) == len(normals) > 10
     np.testing.assert_allclose(np.array([n for n, _ in loop]), normals, atol=1e-12)
     np.testing.assert_allclose(np.array([d for _, d in loop]), offsets, atol=1e-12)
+    one = [p for p in (_level_plane(t, cos_max) for t in tris) if p is not None]
+    assert len(one) == len(loop)  # the one-triple form (``_lowest_wide_plane``) agrees
+    np.testing.assert_allclose(np.array([n for n, _ in one]), normals, atol=1e-12)
 
     expected = []
     for t in tris:

@@ -71,35 +71,31 @@ def _covers(upper: np.ndarray, lower: np.ndarray, cell: float = 0.1,
     return len(lo & up) >= share * max(1, len(lo))
 
 
-def _level_plane(tri: np.ndarray, cos_max: float) -> tuple[np.ndarray, float] | None:
-    """The plane through three points [3, 3] (unit normal pointing up, offset d with
-    n.x + d = 0), or None when they are collinear or it is tilted more than ``cos_max``
-    allows from level: one RANSAC candidate of a floor."""
-    n = np.cross(tri[1] - tri[0], tri[2] - tri[0])
-    norm = np.linalg.norm(n)
-    if norm < 1e-9:
-        return None
-    n = n / norm
-    if n[2] < 0:
-        n = -n
-    if n[2] < cos_max:
-        return None
-    return n, -float(n @ tri[0])
-
-
-def _level_planes(tris: np.ndarray, cos_max: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_level_plane` over many triples [k, 3, 3] at once: the unit normals [j, 3] and
-    offsets [j] of the triples that give a plane, in their order. Why batched: RANSAC's
-    candidates scored one by one cost a 150k-point room ~40 ms of Python overhead and
-    point copies; one matrix product over all candidates does the same work."""
+def _unit_normals(tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals [j, 3] of the planes through triples [k, 3, 3], and the mask [k] of the
+    triples that span one (collinear triples do not)."""
     n = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
     norm = np.linalg.norm(n, axis=1)
     ok = norm >= 1e-9
-    n = n[ok] / norm[ok, None]
+    return n[ok] / norm[ok, None], ok
+
+
+def _level_planes(tris: np.ndarray, cos_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Floor candidates from triples [k, 3, 3]: the unit normals [j, 3] (pointing up) and
+    offsets [j] (n.x + d = 0) of the triples whose plane is within ``cos_max`` of level, in
+    their order. Why batched: RANSAC's candidates scored one by one cost a 150k-point room
+    ~40 ms of Python overhead and point copies; one pass over all of them does the same."""
+    n, ok = _unit_normals(tris)
     n = np.where(n[:, 2:3] < 0, -n, n)
     level = n[:, 2] >= cos_max
     n = n[level]
     return n, -np.einsum("ij,ij->i", n, tris[ok][level, 0])
+
+
+def _level_plane(tri: np.ndarray, cos_max: float) -> tuple[np.ndarray, float] | None:
+    """:func:`_level_planes` for one triple [3, 3]: (normal, offset), or None."""
+    n, d = _level_planes(tri[None], cos_max)
+    return (n[0], float(d[0])) if len(n) else None
 
 
 def _plane_counts(pts: np.ndarray, normals: np.ndarray, offsets: np.ndarray,
@@ -327,10 +323,7 @@ def _structural_planes(tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     [j] of the triples whose plane is within ~6 deg of vertical or level, in their order.
     In the floor frame walls are vertical and ceilings level, so each normal is snapped to
     the exact direction (a triple's noise would tilt a wall out of its own points)."""
-    n = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
-    norm = np.linalg.norm(n, axis=1)
-    ok = norm >= 1e-9
-    n = n[ok] / norm[ok, None]
+    n, ok = _unit_normals(tris)
     vertical, horizontal = np.abs(n[:, 2]) < 0.1, np.abs(n[:, 2]) > 0.995
     keep = vertical | horizontal
     n, vertical, first = n[keep], vertical[keep], tris[ok][keep, 0]

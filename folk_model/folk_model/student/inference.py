@@ -15,7 +15,7 @@ from folk_model.config import TTA_ROTATIONS, StudentConfig
 from folk_model.labelling import Labelling, label_embeddings
 from folk_model.student.floor import FLOOR_BAND, floor_frame, structure_mask
 from folk_model.student.memory import InstanceMemory
-from folk_model.student.model import FolkStudent, VoxelBatch, turned, voxelize
+from folk_model.student.model import FolkStudent, VoxelBatch, quarter_turn, turned, voxelize
 from folk_model.student.proposals import cluster_voxels, grid_components, nms
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class StudentSegmenter:
         fg_sum, off_sum = fg.astype(np.float64), offsets.astype(np.float64)
         for k in range(1, n):
             quarters = 4 * k // n
-            c, s = ((1, 0), (0, 1), (-1, 0), (0, -1))[quarters]
+            c, s = quarter_turn(quarters)
             rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float64)
             out_k = self.model.forward_voxels(turned(vb, quarters))
             fg_sum += torch.sigmoid(out_k.fg_logit).float().cpu().numpy()

@@ -111,6 +111,12 @@ def voxelize(
     return VoxelBatch(coords, feats, centers, counts, inv, shape, batch_size)
 
 
+def quarter_turn(quarter_turns: int) -> tuple[int, int]:
+    """(cos, sin) of ``quarter_turns`` x 90 degrees, exact: R = [[c, -s, 0], [s, c, 0],
+    [0, 0, 1]] turns about z."""
+    return ((1, 0), (0, 1), (-1, 0), (0, -1))[int(quarter_turns) % 4]
+
+
 def turned(vb: VoxelBatch, quarter_turns: int) -> VoxelBatch:
     """``vb`` turned about z by ``quarter_turns`` x 90 degrees, voxel for voxel: row i of
     the result is row i of ``vb``, so outputs need no matching back.
@@ -122,7 +128,7 @@ def turned(vb: VoxelBatch, quarter_turns: int) -> VoxelBatch:
     network pass each and nothing else.
     """
     k = int(quarter_turns) % 4
-    c, s = ((1, 0), (0, 1), (-1, 0), (0, -1))[k]
+    c, s = quarter_turn(k)
     device = vb.coords.device
     co = vb.coords.long()
     b, x, y = co[:, 0], co[:, 1], co[:, 2]
