@@ -251,3 +251,38 @@ def test_train_only_refits_the_named_head_and_leaves_the_rest_bit_for_bit(tmp_pa
     cfg3.train_only = ("embedhead.",)
     with pytest.raises(ValueError, match="matches no parameter"):
         train(cfg3, scfg, scenes, text, info, CLASSES, progress=False)
+
+
+def test_a_proposal_refit_keeps_the_init_files_naming_records(tmp_path) -> None:
+    """A refit of the proposal heads writes the init file with those heads replaced: the
+    naming head's calibration and instance memory stay (the refit cannot change them), the
+    proposal sweep measured on the old heads is dropped and the refit says so."""
+    from folk_model.student.memory import InstanceMemory
+    from folk_model.student.weights import attach_memory, update_manifest
+
+    torch.set_num_threads(2)
+    scenes, text = toy_train_scenes(2, DIM)
+    info = {"backend": "toy", "model": "toy", "dim": DIM}
+    cfg, scfg = _cfgs(str(tmp_path / "base"), 1)
+    base = train(cfg, scfg, scenes, text, info, CLASSES, progress=False)
+    update_manifest(base.weights, calibration={"ece_after": 0.05},
+                    proposal_sweep={"AP50": 61.0})
+    unit = torch.nn.functional.normalize(torch.randn(3, DIM), dim=1)
+    attach_memory(base.weights, InstanceMemory(unit, unit, MemoryConfig(k=1)), {"rooms": 2})
+    cfg2, _ = _cfgs(str(tmp_path / "prop"), 1)
+    cfg2.init_weights = str(base.weights)
+    cfg2.train_only = ("fg_head.", "offset_head.", "score_head.")
+    refit = train(cfg2, scfg, scenes, text, info, CLASSES, progress=False,
+                  memory_cfg=MemoryConfig(k=1))
+    man = json.loads(refit.weights.with_suffix(".json").read_text())
+    assert man["calibration"] == {"ece_after": 0.05}
+    assert "proposal_sweep" not in man
+    assert man["training"]["refit"]["dropped"] == ["proposal_sweep"]
+    assert man["training"]["refit"]["trained"] == list(cfg2.train_only)
+    seg, _ = load_weights(refit.weights, "cpu", expect=info)
+    assert seg.memory is not None and len(seg.memory) == 3
+    assert torch.allclose(seg.memory.keys, unit, atol=1e-3)  # the init's, not rebuilt
+    before = load_weights(base.weights, "cpu", expect=info)[0].model.state_dict()
+    after = seg.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(cfg2.train_only) for k in changed), sorted(changed)

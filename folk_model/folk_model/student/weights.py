@@ -118,6 +118,73 @@ def save_weights(
     return manifest
 
 
+# The parts of the network each manifest record was measured on: a record no longer holds
+# once one of its parts is retrained (the calibration and the memory are made of naming-head
+# outputs; the proposal sweep of foreground, offset, feature and score outputs).
+NAMING_PARTS = ("backbone.", "embed_head.")
+PROPOSAL_PARTS = ("backbone.", "fg_head.", "offset_head.", "feat_head.", "score_head.")
+RECORD_PARTS = {"calibration": NAMING_PARTS, "memory": NAMING_PARTS,
+                "memory_sweep": NAMING_PARTS, "proposal_sweep": PROPOSAL_PARTS}
+
+
+def touches(prefixes: tuple[str, ...] | list[str], parts: tuple[str, ...]) -> bool:
+    """Whether parameters named by ``prefixes`` overlap ``parts`` (either may be the finer)."""
+    return any(p.startswith(q) or q.startswith(p) for p in prefixes for q in parts)
+
+
+def save_refit(
+    path: str | Path,
+    model: FolkStudent | StudentSegmenter,
+    init_path: str | Path,
+    trained: tuple[str, ...] | list[str],
+    training: dict[str, Any],
+    memory: InstanceMemory | None = None,
+    memory_source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a refit of part of a network: the file ``init_path`` with the parameters under
+    the ``trained`` prefixes taken from ``model``; returns the manifest.
+
+    Why not ``save_weights``: a refit of the proposal heads leaves the naming head, and so the
+    init file's calibration, instance memory and memory sweep, exactly as they were; a fresh
+    manifest would lose them. Records whose parts were retrained (``RECORD_PARTS``) are
+    dropped, the memory replaced by ``memory`` when one is given; ``training["refit"]`` names
+    the init file, the trained prefixes and what was kept and dropped.
+    """
+    net = model.model if isinstance(model, StudentSegmenter) else model
+    init = Path(init_path)
+    blob = _read_blob(init)
+    man = blob["manifest"]
+    state = dict(blob["state_dict"])
+    new = net.state_dict()
+    changed = [k for k in new if k.startswith(tuple(trained))]
+    if not changed:
+        raise ValueError(f"no parameter of the network starts with {list(trained)}")
+    for k in changed:
+        state[k] = new[k].detach().cpu()
+    dropped = [r for r, parts in RECORD_PARTS.items() if r in man and touches(trained, parts)]
+    kept = [r for r in RECORD_PARTS if r in man and r not in dropped]
+    for r in dropped:
+        man.pop(r)
+        if r == "memory":
+            blob.pop("memory_keys", None)
+            blob.pop("memory_values", None)
+    man.update(
+        student=to_dict(net.cfg), code_version=code_version(),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        training={**training, "refit": {
+            "init_weights": str(init), "init_created": man.get("created"),
+            "init_training": man.get("training", {}), "trained": list(trained),
+            "kept": kept, "dropped": dropped}})
+    blob["state_dict"] = state
+    if memory is not None:
+        _put_memory(blob, memory, memory_source)
+    p = Path(path)
+    _write_blob(blob, p)
+    logger.info("saved a refit of %s (%s) to %s; kept %s, dropped %s", init, list(trained), p,
+                kept, dropped)
+    return man
+
+
 def _put_memory(blob: dict[str, Any], memory: InstanceMemory,
                 source: dict[str, Any] | None) -> None:
     """Store ``memory`` in a weights blob (tensors + manifest entry)."""

@@ -57,7 +57,7 @@ from folk_model.student.floor import floor_frame
 from folk_model.student.inference import StudentSegmenter, resolve_device
 from folk_model.student.model import FolkStudent, voxelize
 from folk_model.student.proposals import cluster_voxels, mask_iou_matrix
-from folk_model.student.weights import save_weights
+from folk_model.student.weights import NAMING_PARTS, save_refit, save_weights, touches
 from folk_model.train import losses
 from folk_model.train.consistency import distill_targets
 from folk_model.train.worlds import thin_to_spacing
@@ -645,15 +645,23 @@ def train(
         }
         training.update(extra_manifest or {})
         weights = out / "student.pt"
+        # a refit of parts of the init weights keeps the init file's records those parts do
+        # not feed (e.g. the naming head's calibration and memory after a proposal refit)
+        refit = bool(cfg.train_only and cfg.init_weights)
         memory, memory_info = None, None
-        if memory_cfg is not None and memory_cfg.k > 0:
+        if memory_cfg is not None and memory_cfg.k > 0 and (
+                not refit or touches(cfg.train_only, NAMING_PARTS)):
             from folk_model.train.memory import build_memory
 
             memory, memory_info = build_memory(
                 StudentSegmenter(student, student_cfg, device=str(device)), scenes, text_emb,
                 memory_cfg, cfg.data_root, progress=progress)
-        save_weights(weights, student, encoder_info, training=training, memory=memory,
-                     memory_source=memory_info)
+        if refit:
+            save_refit(weights, student, cfg.init_weights, cfg.train_only, training,
+                       memory=memory, memory_source=memory_info)
+        else:
+            save_weights(weights, student, encoder_info, training=training, memory=memory,
+                         memory_source=memory_info)
     if distributed:
         dist.barrier()
     return TrainResult(weights, history, out)
