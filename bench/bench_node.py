@@ -20,10 +20,11 @@
 
     .venv/bin/python bench/bench_node.py [--seconds 60] [--scene DIR] [--weights PT]
         [--segment-period 2] [--executor single|multi] [--torch-threads 0] [--frame-queue-size 0]
-        [--segment-nice -1] [--skip ...]
+        [--segment-nice -1] [--dds-profile PATH|none] [--skip ...]
 
-Every process runs on a private ROS_DOMAIN_ID. Figures depend on the machine's load; the
-numbers in the docs were taken on the 2-core development machine.
+Every process runs on a private ROS_DOMAIN_ID, with folk_ros's Fast DDS profile (shared memory
+for whole frames: config/fastdds_shm.xml) unless --dds-profile none. Figures depend on the
+machine's load; the numbers in the docs were taken on the 2-core development machine.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MAX_VOXELS = 200_000
+DDS_PROFILE = ROOT / "folk_ros" / "config" / "fastdds_shm.xml"
 STRIDE = 2
 
 
@@ -257,9 +259,19 @@ def main() -> int:
                     help="[fusion]: the node's frame_queue_size (0 = its default)")
     ap.add_argument("--segment-nice", type=int, default=-1,
                     help="[fusion]: the node's segment_nice (-1 = its default)")
+    ap.add_argument("--dds-profile", default=str(DDS_PROFILE),
+                    help="Fast DDS profile for the node and the player (default: folk_ros's "
+                         "config/fastdds_shm.xml, the set-up the README gives a robot); "
+                         "'none' = Fast DDS's built-in transports, as an unconfigured system")
     ap.add_argument("--skip", nargs="*", default=[], choices=["fusion", "latency"])
     args = ap.parse_args()
     scene = _scene(args.scene)
+    if args.dds_profile.lower() != "none":  # the node and the player inherit the environment
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(args.dds_profile).resolve())
+    else:
+        os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    print("DDS transport: " + os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE",
+                                             "Fast DDS built-in (512 KiB shared memory)"))
     if "fusion" not in args.skip:
         bench_fusion(scene, args.seconds, args.segment_period, args.torch_threads,
                      args.executor, args.frame_queue_size, args.segment_nice, args.weights)

@@ -45,5 +45,6 @@ def test_plain_colcon_build_builds_both_ros_packages(tmp_path: Path):
     share = ws / "install"
     assert (share / "folk_ros" / "share" / "folk_ros" / "launch" / "segment.launch.py").is_file()
     assert (share / "folk_ros" / "share" / "folk_ros" / "config" / "segment.yaml").is_file()
+    assert (share / "folk_ros" / "share" / "folk_ros" / "config" / "fastdds_shm.xml").is_file()
     assert any((share / "folk_msgs").rglob("folk_msgs/msg/_instance_array.py"))
     assert any((share / "folk_ros").rglob("lib/folk_ros/folk_node"))

@@ -84,6 +84,7 @@ def test_venv_ament_index_has_folk_ros_with_launch_config_and_executables(venv_i
     config = share / "config" / "segment.yaml"
     assert launch.read_text() == (PKG / "launch" / "segment.launch.py").read_text()
     assert config.read_text() == (PKG / "config" / "segment.yaml").read_text()
+    assert (share / "config" / "fastdds_shm.xml").is_file()  # README: export FASTDDS_...
     assert (share / "package.xml").is_file()
     # What launch_ros's Node(package="folk_ros", executable="folk_node") and `ros2 run` exec.
     for exe in ("folk_node", "folk_player"):
