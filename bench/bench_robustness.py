@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                         "tta_rotations": seg.cfg.tta_rotations},
             "rows": rows, "per_room_max_share": {n: r.max_share for n, r in results.items()},
             "baseline": args.baseline, "comparison": comparison,
+            # the baseline's own rows (AP25, proposal counts, extents), to read a difference by
+            "baseline_rows": report_rows(every["baseline"]) if args.baseline else None,
         }, indent=1))
     if args.md:
         Path(args.md).parent.mkdir(parents=True, exist_ok=True)
