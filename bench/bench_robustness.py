@@ -43,19 +43,28 @@ def compare_rows(new: dict, base: dict, samples: int) -> list[dict]:
                      "difference": 100 * d["estimate"], "low": 100 * d["low"],
                      "high": 100 * d["high"], "p_new_ge_baseline": d["p_a_ge_b"],
                      "max_share": max(r.max_share, default=float("nan")),
-                     "max_share_baseline": max(base[name].max_share, default=float("nan"))})
+                     "max_share_baseline": max(base[name].max_share, default=float("nan")),
+                     "confident_right": _share(r), "confident_right_baseline": _share(base[name])})
     return rows
+
+
+def _share(r) -> float:
+    """Percent of a variant's confident proposals that cover a GT object."""
+    return 100.0 * sum(r.confident_right) / sum(r.confident) if sum(r.confident) else float("nan")
 
 
 def comparison_table(rows: list[dict]) -> str:
     """The --baseline comparison as a markdown table."""
     lines = ["| variant | AP50 | baseline AP50 | difference [95%] | P(new >= baseline) "
-             "| largest proposal (new / baseline) |", "|---|---|---|---|---|---|"]
+             "| largest proposal (new / baseline) | confident proposals that are objects, % "
+             "(new / baseline) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['AP50']:.1f} | {r['AP50_baseline']:.1f} "
                      f"| {r['difference']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}] "
                      f"| {r['p_new_ge_baseline']:.2f} "
-                     f"| {r['max_share']:.2f} / {r['max_share_baseline']:.2f} |")
+                     f"| {r['max_share']:.2f} / {r['max_share_baseline']:.2f} "
+                     f"| {r.get('confident_right', float('nan')):.1f} / "
+                     f"{r.get('confident_right_baseline', float('nan')):.1f} |")
     return "\n".join(lines)
 
 

@@ -1,13 +1,15 @@
 """Choose the proposal settings (StudentConfig: fg_threshold, cluster_radius, dual_set,
-nms_iou, min_score) on dev rooms: class-agnostic AP50 of every setting on the clean scan, the
-fused map the node makes and the fused map with 3x noise, from one network pass per cloud.
+unshifted_adjacency, nms_iou, min_score) on dev rooms: class-agnostic AP50 of every setting on
+the clean scan, the fused map the node makes and the fused map with 3x noise, from one network
+pass per cloud.
 
     python bench/sweep_proposals.py --data-root data/synth --split dev \
         --json out/sweep_proposals_dev.json
 
 Refuses test rooms: settings are chosen on dev and reported on test once (make report).
 Prints one row per setting, best first by the mean AP50 over the clouds among the settings
-whose largest proposal stays within a quarter of a room; writes all rows and the run's
+whose largest proposal stays within a quarter of a room, with the share of confident
+proposals (score >= 0.15) that cover a GT object beside it; writes all rows and the run's
 settings to --json; --write stores the best setting in the weights' manifest (StudentConfig),
 as folk-calibrate --write stores the label temperature.
 """
@@ -31,8 +33,9 @@ MAX_SHARE = 0.25  # issue 14: no proposal may cover more than a quarter of a roo
 
 
 def _grid(args: argparse.Namespace) -> list[dict[str, float]]:
-    keys = ("fg_threshold", "cluster_radius", "dual_set", "nms_iou", "min_score")
-    vals = (args.fg, args.radius, args.dual, args.nms, args.min_score)
+    keys = ("fg_threshold", "cluster_radius", "dual_set", "unshifted_adjacency", "nms_iou",
+            "min_score")
+    vals = (args.fg, args.radius, args.dual, args.adjacency, args.nms, args.min_score)
     return [dict(zip(keys, v, strict=True)) for v in itertools.product(*vals)]
 
 
@@ -49,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--radius", type=float, nargs="*", default=[0.035, 0.04, 0.05, 0.08])
     ap.add_argument("--dual", type=lambda s: s.lower() in ("1", "true", "yes"), nargs="*",
                     default=[True, False])
+    # the unshifted set by voxel adjacency only (session 22): a grid over voxel centroids
+    # finer than the voxel cuts objects into confident slabs that AP50 barely charges
+    ap.add_argument("--adjacency", type=lambda s: s.lower() in ("1", "true", "yes"),
+                    nargs="*", default=[True])
     ap.add_argument("--nms", type=float, nargs="*", default=[0.3, 0.5])
     ap.add_argument("--min-score", type=float, nargs="*", default=[0.05])
     ap.add_argument("--tta", type=int, default=None,
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.data.loader import list_scenes, load_scene
     from folk_model.data.synth.rebuild import rebuild_room
     from folk_model.eval.ap import InstanceAPEvaluator, Prediction
-    from folk_model.eval.robustness import VARIANTS, scene_cloud
+    from folk_model.eval.robustness import CONFIDENT_SCORE, VARIANTS, covering, scene_cloud
     from folk_model.student import load_weights
     from folk_model.train.data import TestSceneError, read_classes, refuse_test_scene
 
@@ -87,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     evs = {(g, c): InstanceAPEvaluator(classes, (), 100) for g in range(len(grid))
            for c in args.clouds}
     share: dict[tuple[int, str], list[float]] = {k: [] for k in evs}
+    confident = {k: [0, 0] for k in evs}  # proposals scoring >= CONFIDENT_SCORE, of them right
     t_start = time.perf_counter()
     for d in tqdm(dirs, desc="sweep", unit="room"):
         sc = load_scene(d)
@@ -102,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             net = seg.forward(cloud.points, cloud.colors, floor_z=cloud.floor_z)
             labels = cloud.instance_labels(sc.label_table)
             n_pts = max(1, len(cloud.points))
+            ids, cnt = np.unique(cloud.instance_ids[cloud.instance_ids > 0], return_counts=True)
+            gt_sets = [np.flatnonzero(cloud.instance_ids == i)
+                       for i, n in zip(ids, cnt) if n >= 100]
             for g, setting in enumerate(grid):
                 out = seg.propose(net, dataclasses.replace(seg.cfg, **setting))
                 evs[g, c].process(cloud.instance_ids, labels,
@@ -109,25 +120,33 @@ def main(argv: list[str] | None = None) -> int:
                                    for i in out.instances])
                 share[g, c].append(max((len(i.point_indices) / n_pts for i in out.instances),
                                        default=0.0))
+                conf = [i.point_indices for i in out.instances if i.score >= CONFIDENT_SCORE]
+                confident[g, c][0] += len(conf)
+                confident[g, c][1] += covering(conf, gt_sets, n_pts)
     rows = []
     for g, setting in enumerate(grid):
         ap50 = {c: 100 * float(evs[g, c].evaluate()["class_agnostic"]["AP50"])
                 for c in args.clouds}
+        n_conf = sum(confident[g, c][0] for c in args.clouds)
         rows.append({**setting, "AP50": ap50, "mean_AP50": float(np.mean(list(ap50.values()))),
-                     "max_share": max(max(share[g, c]) for c in args.clouds)})
+                     "max_share": max(max(share[g, c]) for c in args.clouds),
+                     "confident_per_room": n_conf / (len(dirs) * len(args.clouds)),
+                     "confident_right": (100.0 * sum(confident[g, c][1] for c in args.clouds)
+                                         / n_conf if n_conf else float("nan"))})
     rows.sort(key=lambda r: (r["max_share"] > MAX_SHARE, -r["mean_AP50"]))
     current = {k: getattr(seg.cfg, k) for k in grid[0]}
     print(f"{len(dirs)} rooms of {args.data_root} split {args.split}; weights {args.weights}; "
           f"current setting {current}; tta_rotations {seg.cfg.tta_rotations}")
     head = " ".join(f"{c[:14]:>14}" for c in args.clouds)
-    print(f"{'fg':>4} {'radius':>6} {'dual':>5} {'nms':>4} {'min_s':>5} {head} "
-          f"{'mean':>6} {'max share':>9}")
+    print(f"{'fg':>4} {'radius':>6} {'dual':>5} {'adj':>5} {'nms':>4} {'min_s':>5} {head} "
+          f"{'mean':>6} {'max share':>9} {'conf/room':>9} {'conf ok %':>9}")
     for r in rows:
         cells = " ".join(f"{r['AP50'][c]:14.1f}" for c in args.clouds)
         mark = " <- current" if all(r[k] == v for k, v in current.items()) else ""
         print(f"{r['fg_threshold']:4.2f} {r['cluster_radius']:6.3f} {r['dual_set']!s:>5} "
-              f"{r['nms_iou']:4.2f} {r['min_score']:5.2f} {cells} {r['mean_AP50']:6.1f} "
-              f"{r['max_share']:9.2f}{mark}")
+              f"{r['unshifted_adjacency']!s:>5} {r['nms_iou']:4.2f} {r['min_score']:5.2f} "
+              f"{cells} {r['mean_AP50']:6.1f} {r['max_share']:9.2f} "
+              f"{r['confident_per_room']:9.1f} {r['confident_right']:9.1f}{mark}")
     if args.write:
         from folk_model.student.weights import update_manifest
 

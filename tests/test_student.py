@@ -116,6 +116,26 @@ def test_grid_components_and_nms() -> None:
     assert keep.tolist() == [1, 2]
 
 
+
+def test_the_unshifted_set_by_adjacency_is_not_cut_by_a_fine_grid() -> None:
+    """A 1.2 m bar of touching 4 cm voxels whose centroids sit off-centre in their voxels:
+    a 3.5 cm grid over the centroids cuts it into pieces (cells skip where centroids fall),
+    adjacency on the integer voxel grid keeps it whole, wherever the bar lies."""
+    from folk_model.student.proposals import cluster_voxels
+
+    coords = np.c_[np.arange(30), np.zeros(30), np.zeros(30)].astype(np.int64)
+    rng = np.random.default_rng(1)
+    for shift in (0.0, 0.013, 0.027):
+        centers = (coords + 0.5) * 0.04 + shift + rng.uniform(-0.015, 0.015, (30, 3))
+        still = np.zeros((30, 3))  # offsets: the shifted set is the unshifted one here
+        fg, counts = np.ones(30), np.full(30, 100)
+        cut = cluster_voxels(centers, still, fg, counts, 0.5, 0.035, 50, dual_set=False)
+        assert len(cut) > 1
+        whole = cluster_voxels(centers, still, fg, counts, 0.5, 0.035, 50, dual_set=True,
+                               voxel_coords=coords)
+        # the shifted set's pieces again, and the whole bar from adjacency
+        assert len(whole) == len(cut) + 1 and max(len(s) for s in whole) == 30
+
 def test_one_network_pass_serves_many_proposal_settings(segmenter: StudentSegmenter) -> None:
     """segment == propose(forward); a setting passed to propose applies to that call only
     and leaves the pass reusable (bench/sweep_proposals.py relies on both)."""

@@ -137,6 +137,10 @@ def test_robustness_report_rows_carry_the_largest_gt_object(synth_scene: Path) -
     assert coarse["gt_max_share"] > clean["gt_max_share"]
     assert 0 < coarse["max_share"] <= 1
     assert "largest GT object" in markdown_table(list(rows.values()))
+    # what a user keeps: proposals scoring >= 0.15, and how many of them are GT objects
+    r = res["clean scan"]
+    assert r.confident and 0 < r.confident_right[0] <= r.confident[0] <= r.instances[0]
+    assert clean["confident_right"] == pytest.approx(100 * r.confident_right[0] / r.confident[0])
 
 
 def test_compare_variants_segments_the_same_clouds_with_each_network(synth_scene: Path) -> None:

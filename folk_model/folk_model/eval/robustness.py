@@ -28,6 +28,9 @@ from folk_model.fusion.replay import fuse_scene, transfer_labels
 
 logger = logging.getLogger(__name__)
 
+# a proposal score a user keeps (the test suite's and bench_real_frames' threshold)
+CONFIDENT_SCORE = 0.15
+
 
 @dataclass
 class Cloud:
@@ -355,6 +358,19 @@ class VariantResult:
     gt_max_share: list[float] = field(default_factory=list)
     # the matches behind ``ap``, room by room (eval.bootstrap.paired_bootstrap, agnostic=True)
     evaluator: Any = None
+    # per room: proposals scoring >= CONFIDENT_SCORE, and how many of them cover a GT object
+    # (IoU >= 0.5): AP50 barely charges a confident fragment, a user sees every one
+    confident: list[int] = field(default_factory=list)
+    confident_right: list[int] = field(default_factory=list)
+
+
+def covering(props: list[np.ndarray], gts: list[np.ndarray], n: int) -> int:
+    """How many of ``props`` (point index sets) match one of ``gts`` at IoU >= 0.5."""
+    from folk_model.student.proposals import mask_iou_matrix
+
+    if not props or not gts:
+        return 0
+    return int((mask_iou_matrix(props, gts, n).max(1) >= 0.5).sum())
 
 
 def run_variants(segmenter: Any, scenes: Sequence[Any], classes: Sequence[str],
@@ -402,7 +418,9 @@ def compare_variants(segmenters: Mapping[str, Any], scenes: Sequence[Any],
             cloud = make(sc, room, scan)
             labels = cloud.instance_labels(sc.label_table)
             n_pts = max(1, len(cloud.points))
-            _, cnt = np.unique(cloud.instance_ids[cloud.instance_ids > 0], return_counts=True)
+            ids, cnt = np.unique(cloud.instance_ids[cloud.instance_ids > 0], return_counts=True)
+            gt_sets = [np.flatnonzero(cloud.instance_ids == i)
+                       for i, c in zip(ids, cnt) if c >= min_region_size]
             for k, segmenter in segmenters.items():
                 r = res[k][n]
                 t0 = time.perf_counter()
@@ -416,6 +434,9 @@ def compare_variants(segmenters: Mapping[str, Any], scenes: Sequence[Any],
                 r.instances.append(len(out.instances))
                 r.gt_instances.append(int((cnt >= min_region_size).sum()))
                 r.gt_max_share.append(float(cnt.max(initial=0)) / n_pts)
+                conf = [i.point_indices for i in out.instances if i.score >= CONFIDENT_SCORE]
+                r.confident.append(len(conf))
+                r.confident_right.append(covering(conf, gt_sets, n_pts))
     for per in res.values():
         for r in per.values():
             r.ap = r.evaluator.evaluate()["class_agnostic"]
@@ -439,6 +460,9 @@ def report_rows(results: dict[str, VariantResult], reference: str = "clean scan"
             "proposals_per_room": float(np.mean(r.instances)) if r.instances else float("nan"),
             "gt_per_room": float(np.mean(r.gt_instances)) if r.gt_instances else float("nan"),
             "seconds_per_room": float(np.mean(r.seconds)) if r.seconds else float("nan"),
+            "confident_per_room": float(np.mean(r.confident)) if r.confident else float("nan"),
+            "confident_right": (100.0 * sum(r.confident_right) / sum(r.confident)
+                                if sum(r.confident) else float("nan")),
         })
     return rows
 
@@ -446,24 +470,28 @@ def report_rows(results: dict[str, VariantResult], reference: str = "clean scan"
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The report as a markdown table."""
     head = ("| variant | AP50 | AP25 | / clean | largest proposal (share of room) "
-            "| largest GT object (share) | rooms | proposals / room | GT / room | s / room |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+            "| largest GT object (share) | rooms | proposals / room | GT / room "
+            f"| score >= {CONFIDENT_SCORE} / room | of those, objects (%) | s / room |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['variant']} | {r['AP50']:.1f} | {r['AP25']:.1f} | {r['ratio_to_clean']:.2f} "
             f"| {r['max_share']:.2f} | {r.get('gt_max_share', float('nan')):.2f} "
             f"| {r['rooms']} | {r['proposals_per_room']:.1f} "
-            f"| {r['gt_per_room']:.1f} | {r['seconds_per_room']:.2f} |")
+            f"| {r['gt_per_room']:.1f} | {r.get('confident_per_room', float('nan')):.1f} "
+            f"| {r.get('confident_right', float('nan')):.1f} | {r['seconds_per_room']:.2f} |")
     return "\n".join(lines)
 
 
 __all__ = [
+    "CONFIDENT_SCORE",
     "VARIANTS",
     "Cloud",
     "VariantResult",
     "close_up",
     "coarse_structure",
     "compare_variants",
+    "covering",
     "fused_map",
     "grey",
     "known_floor",

@@ -265,9 +265,10 @@ class StudentSegmenter:
         vb, out, fg = net.vb, net.out, net.fg
         counts_np = net.counts
         t2 = time.perf_counter()
+        coords = vb.coords[:, 1:4].cpu().numpy() if cfg.unshifted_adjacency else None
         sets = cluster_voxels(net.centers, net.offsets, net.fg_prob, counts_np,
                               cfg.fg_threshold, cfg.cluster_radius, cfg.min_instance_points,
-                              cfg.dual_set)
+                              cfg.dual_set, coords)
         n_clustered = len(sets)
         sets = sets + net.top_sets
         t3 = time.perf_counter()

@@ -64,6 +64,7 @@ def cluster_voxels(
     radius: float,
     min_points: int,
     dual_set: bool = True,
+    voxel_coords: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Group foreground voxels into proposals.
 
@@ -74,6 +75,8 @@ def cluster_voxels(
         radius: grid cell size of the grouping (m).
         min_points: clusters with fewer points are dropped.
         dual_set: also group the unshifted centres.
+        voxel_coords: int [M, 3] integer voxel coordinates; given, the unshifted set groups
+            voxels that touch (26-neighbourhood) instead of a ``radius`` grid over centres.
 
     Returns:
         list of int64 arrays of voxel indices, one per proposal (unsorted, may overlap).
@@ -81,12 +84,15 @@ def cluster_voxels(
     fg = np.flatnonzero(fg_prob > fg_threshold)
     if len(fg) == 0:
         return []
-    sets = [centers[fg] + offsets[fg]]
+    sets = [(centers[fg] + offsets[fg], radius)]
     if dual_set:
-        sets.append(centers[fg])
+        if voxel_coords is not None:  # integer cells of one voxel: neighbours touch exactly
+            sets.append((voxel_coords[fg].astype(np.float64) + 0.5, 1.0))
+        else:
+            sets.append((centers[fg], radius))
     out: list[np.ndarray] = []
-    for xyz in sets:
-        labels = grid_components(xyz, radius)
+    for xyz, cell in sets:
+        labels = grid_components(xyz, cell)
         order = np.argsort(labels, kind="stable")
         splits = np.flatnonzero(np.diff(labels[order])) + 1
         for grp in np.split(order, splits):
