@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test test-fast lint format demo data data-test teacher train eval sweep report bench clean
+.PHONY: help setup test test-fast lint format demo data data-dev2 data-test teacher train eval sweep report bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -35,16 +35,26 @@ data:  ## synthetic rooms: 100 train + 20 dev into data/synth (resumable, ~20 s 
 	$(VENV)/bin/folk-synth --out data/synth --scenes $(TRAIN_SCENES) --seed 0 --split train --preview
 	$(VENV)/bin/folk-synth --out data/synth --scenes $(DEV_SCENES) --seed 1 --split dev --preview
 
+data-dev2:  ## 20 fresh dev rooms (seed 2, dev meshes) into data/dev2: confirm a choice made on dev rooms
+	$(VENV)/bin/folk-synth --out data/dev2 --scenes 20 --seed 2 --split dev --first-index 2000
+
 data-test:  ## 24 frozen test rooms (seed 5, test meshes only) into data/test; report only, never tune
 	$(VENV)/bin/folk-synth --out data/test --scenes $(TEST_SCENES) --seed 5 --split test --preview
 
 teacher:  ## 2D teacher embeddings for every training room of data/synth (resumable)
 	$(VENV)/bin/folk-teacher data/synth --split train --out data/synth/teacher --config folk_model/folk_model/configs/teacher_offline.yaml --picture
 
-train:  ## label-guided distillation of the student (the demo weights' recipe: three stages)
+STAGE3 := runs/demo_offline_stage3/student.pt
+train:  ## the demo weights' whole recipe: 3 distillation stages, dev-room choices, proposal refit
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_stage1.yaml
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline.yaml
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_stage3.yaml
+	$(PY) bench/sweep_proposals.py --data-root data/synth --split dev --weights $(STAGE3) --write
+	$(PY) bench/sweep_memory.py --data-root data/synth --split dev --weights $(STAGE3) --write
+	$(VENV)/bin/folk-calibrate --weights $(STAGE3) --data-root data/synth --split dev --out runs/calib --write
+	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_prop14.yaml
+	$(PY) bench/sweep_proposals.py --data-root data/synth --split dev --weights runs/demo_offline_prop14/student.pt --write
+	@echo "runs/demo_offline_prop14/student.pt is the recipe's result (the shipped file's counterpart)"
 
 WEIGHTS ?= folk_model/folk_model/weights/folk_demo_offline.pt
 

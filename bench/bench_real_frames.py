@@ -97,6 +97,22 @@ def overlay(colors: np.ndarray, hw: tuple[int, int], masks: list[np.ndarray],
     Image.fromarray(both).save(path)
 
 
+def sheet(overlays: list[Path], path: Path, width: int = 560) -> None:
+    """The overlays one under another at ``width`` pixels (docs/results/real_frames.png)."""
+    from PIL import Image
+
+    rows = []
+    for p in overlays:
+        im = Image.open(p)
+        rows.append(im.resize((width, round(im.height * width / im.width))))
+    out = Image.new("RGB", (width, sum(r.height for r in rows)))
+    y = 0
+    for r in rows:
+        out.paste(r, (0, y))
+        y += r.height
+    out.save(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['points']:6d} points ({100 * r['share']:4.1f}%), "
                   f"{100 * r['plane_share']:4.1f}% on the plane")
     (args.out / "real_frames.json").write_text(json.dumps(report, indent=1))
-    print(f"wrote {args.out}/real_frames.json and the overlays")
+    sheet([args.out / f"{p.stem}_overlay.png" for p in args.frames], args.out / "real_frames.png")
+    print(f"wrote {args.out}/real_frames.json, the overlays and real_frames.png (all of them)")
     return 0
 
 
