@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test test-fast lint format demo data data-dev2 data-test teacher train eval sweep report bench clean
+.PHONY: help setup test test-fast lint format demo data data-dev2 data-dev3 data-test teacher train eval sweep report bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ data:  ## synthetic rooms: 100 train + 20 dev into data/synth (resumable, ~20 s 
 
 data-dev2:  ## 20 fresh dev rooms (seed 2, dev meshes) into data/dev2: confirm a choice made on dev rooms
 	$(VENV)/bin/folk-synth --out data/dev2 --scenes 20 --seed 2 --split dev --first-index 2000
+
+data-dev3:  ## 20 more fresh dev rooms (seed 3) into data/dev3: a second confirmation set
+	$(VENV)/bin/folk-synth --out data/dev3 --scenes 20 --seed 3 --split dev --first-index 3000
 
 data-test:  ## 24 frozen test rooms (seed 5, test meshes only) into data/test; report only, never tune
 	$(VENV)/bin/folk-synth --out data/test --scenes $(TEST_SCENES) --seed 5 --split test --preview

@@ -9,8 +9,7 @@ fitted there (the temperature stays the weights'). Dev rooms only: test rooms ar
 
     python bench/calibration_by_word.py --fit data/synth data/dev2 --check data/dev3
 
-(``make data-dev2``; dev3: ``folk-synth --out data/dev3 --scenes 20 --seed 3 --split dev
---first-index 3000``.) Unseen-mesh objects only, as ``folk-calibrate`` fits.
+(``make data-dev2 data-dev3``.) Unseen-mesh objects only, as ``folk-calibrate`` fits.
 """
 
 from __future__ import annotations
