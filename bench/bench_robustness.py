@@ -32,6 +32,7 @@ from bench_common import add_scene_args, offline
 def compare_rows(new: dict, base: dict, samples: int) -> list[dict]:
     """Per variant: AP50 of both weights and the paired bootstrap of their difference."""
     from folk_model.eval.bootstrap import paired_bootstrap
+    from folk_model.eval.robustness import confident_share
 
     rows = []
     for name, r in new.items():
@@ -44,13 +45,11 @@ def compare_rows(new: dict, base: dict, samples: int) -> list[dict]:
                      "high": 100 * d["high"], "p_new_ge_baseline": d["p_a_ge_b"],
                      "max_share": max(r.max_share, default=float("nan")),
                      "max_share_baseline": max(base[name].max_share, default=float("nan")),
-                     "confident_right": _share(r), "confident_right_baseline": _share(base[name])})
+                     "confident_right": confident_share(sum(r.confident),
+                                                        sum(r.confident_right)),
+                     "confident_right_baseline": confident_share(
+                         sum(base[name].confident), sum(base[name].confident_right))})
     return rows
-
-
-def _share(r) -> float:
-    """Percent of a variant's confident proposals that cover a GT object."""
-    return 100.0 * sum(r.confident_right) / sum(r.confident) if sum(r.confident) else float("nan")
 
 
 def comparison_table(rows: list[dict]) -> str:

@@ -38,15 +38,6 @@ def _embed(seg, manifest, encoder, roots: list[str]):
     return rooms.sim[new_mesh], rooms.target[new_mesh], vocab
 
 
-def _top1(sim: np.ndarray, target: np.ndarray, temperature: float):
-    z = sim / temperature
-    z -= z.max(1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(1, keepdims=True)
-    pred = p.argmax(1)
-    return p.max(1), pred == target, pred
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     offline()
 
-    from folk_model.eval.calibration import fit_score_map, reliability_bins
+    from folk_model.eval.calibration import fit_score_map, reliability_bins, top1
     from folk_model.labelling import calibrated_scores
     from folk_model.student import load_weights
     from folk_model.train.data import TestSceneError
@@ -79,14 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     new_word = np.array([w not in trained for w in vocab], bool)
 
-    conf, right, pred = _top1(fit_sim, fit_target, temperature)
-    group = new_word[pred]
+    # the predicted word is the most similar one: softmax keeps the order
+    conf, right = top1(fit_sim, fit_target, temperature)
+    group = new_word[fit_sim.argmax(1)]
     single = fit_score_map(conf, right)
     per_group = {False: fit_score_map(conf[~group], right[~group]),
                  True: fit_score_map(conf[group], right[group])}
 
-    conf, right, pred = _top1(sim, target, temperature)
-    group = new_word[pred]
+    conf, right = top1(sim, target, temperature)
+    group = new_word[sim.argmax(1)]
     maps = {
         "the weights' map": calibrated_scores(conf, tuple(seg.cfg.label_score_map)),
         "one map refitted": calibrated_scores(conf, single),

@@ -30,6 +30,7 @@ from bench_common import add_scene_args, offline
 
 CLOUDS = ("clean scan", "fused map (node)", "fused map, 3x noise + holes")
 MAX_SHARE = 0.25  # issue 14: no proposal may cover more than a quarter of a room
+MIN_REGION_SIZE = 100  # GT instances with fewer points are not evaluated
 
 
 def _grid(args: argparse.Namespace) -> list[dict[str, float]]:
@@ -74,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.data.loader import list_scenes, load_scene
     from folk_model.data.synth.rebuild import rebuild_room
     from folk_model.eval.ap import InstanceAPEvaluator, Prediction
-    from folk_model.eval.robustness import CONFIDENT_SCORE, VARIANTS, covering, scene_cloud
+    from folk_model.eval.robustness import (
+        VARIANTS,
+        confident_matches,
+        confident_share,
+        gt_masks,
+        scene_cloud,
+    )
     from folk_model.student import load_weights
     from folk_model.train.data import TestSceneError, read_classes, refuse_test_scene
 
@@ -91,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     classes, _ = read_classes(args.data_root)
     grid = _grid(args)
-    evs = {(g, c): InstanceAPEvaluator(classes, (), 100) for g in range(len(grid))
+    evs = {(g, c): InstanceAPEvaluator(classes, (), MIN_REGION_SIZE) for g in range(len(grid))
            for c in args.clouds}
     share: dict[tuple[int, str], list[float]] = {k: [] for k in evs}
-    confident = {k: [0, 0] for k in evs}  # proposals scoring >= CONFIDENT_SCORE, of them right
+    confident = {k: [0, 0] for k in evs}  # confident proposals, of them right
     t_start = time.perf_counter()
     for d in tqdm(dirs, desc="sweep", unit="room"):
         sc = load_scene(d)
@@ -110,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             net = seg.forward(cloud.points, cloud.colors, floor_z=cloud.floor_z)
             labels = cloud.instance_labels(sc.label_table)
             n_pts = max(1, len(cloud.points))
-            ids, cnt = np.unique(cloud.instance_ids[cloud.instance_ids > 0], return_counts=True)
-            gt_sets = [np.flatnonzero(cloud.instance_ids == i)
-                       for i, n in zip(ids, cnt) if n >= 100]
+            gt_sets = gt_masks(cloud, MIN_REGION_SIZE)
             for g, setting in enumerate(grid):
                 out = seg.propose(net, dataclasses.replace(seg.cfg, **setting))
                 evs[g, c].process(cloud.instance_ids, labels,
@@ -120,19 +125,19 @@ def main(argv: list[str] | None = None) -> int:
                                    for i in out.instances])
                 share[g, c].append(max((len(i.point_indices) / n_pts for i in out.instances),
                                        default=0.0))
-                conf = [i.point_indices for i in out.instances if i.score >= CONFIDENT_SCORE]
-                confident[g, c][0] += len(conf)
-                confident[g, c][1] += covering(conf, gt_sets, n_pts)
+                n_conf, n_right = confident_matches(out.instances, gt_sets, n_pts)
+                confident[g, c][0] += n_conf
+                confident[g, c][1] += n_right
     rows = []
     for g, setting in enumerate(grid):
         ap50 = {c: 100 * float(evs[g, c].evaluate()["class_agnostic"]["AP50"])
                 for c in args.clouds}
         n_conf = sum(confident[g, c][0] for c in args.clouds)
+        n_right = sum(confident[g, c][1] for c in args.clouds)
         rows.append({**setting, "AP50": ap50, "mean_AP50": float(np.mean(list(ap50.values()))),
                      "max_share": max(max(share[g, c]) for c in args.clouds),
                      "confident_per_room": n_conf / (len(dirs) * len(args.clouds)),
-                     "confident_right": (100.0 * sum(confident[g, c][1] for c in args.clouds)
-                                         / n_conf if n_conf else float("nan"))})
+                     "confident_right": confident_share(n_conf, n_right)})
     rows.sort(key=lambda r: (r["max_share"] > MAX_SHARE, -r["mean_AP50"]))
     current = {k: getattr(seg.cfg, k) for k in grid[0]}
     print(f"{len(dirs)} rooms of {args.data_root} split {args.split}; weights {args.weights}; "

@@ -116,7 +116,6 @@ def test_grid_components_and_nms() -> None:
     assert keep.tolist() == [1, 2]
 
 
-
 def test_the_unshifted_set_by_adjacency_is_not_cut_by_a_fine_grid() -> None:
     """A 1.2 m bar of touching 4 cm voxels whose centroids sit off-centre in their voxels:
     a 3.5 cm grid over the centroids cuts it into pieces (cells skip where centroids fall),
@@ -135,6 +134,7 @@ def test_the_unshifted_set_by_adjacency_is_not_cut_by_a_fine_grid() -> None:
                                voxel_coords=coords)
         # the shifted set's pieces again, and the whole bar from adjacency
         assert len(whole) == len(cut) + 1 and max(len(s) for s in whole) == 30
+
 
 def test_one_network_pass_serves_many_proposal_settings(segmenter: StudentSegmenter) -> None:
     """segment == propose(forward); a setting passed to propose applies to that call only

@@ -364,13 +364,28 @@ class VariantResult:
     confident_right: list[int] = field(default_factory=list)
 
 
-def covering(props: list[np.ndarray], gts: list[np.ndarray], n: int) -> int:
-    """How many of ``props`` (point index sets) match one of ``gts`` at IoU >= 0.5."""
+def gt_masks(cloud: Cloud, min_points: int) -> list[np.ndarray]:
+    """Point indices of each GT instance of ``cloud`` with at least ``min_points`` points
+    (the instances the AP evaluator counts)."""
+    ids, cnt = np.unique(cloud.instance_ids[cloud.instance_ids > 0], return_counts=True)
+    return [np.flatnonzero(cloud.instance_ids == i) for i, c in zip(ids, cnt) if c >= min_points]
+
+
+def confident_matches(instances: Sequence[Any], gts: list[np.ndarray], n: int
+                      ) -> tuple[int, int]:
+    """(proposals scoring >= CONFIDENT_SCORE, how many of them match one of ``gts`` at IoU
+    >= 0.5) among ``instances`` over a cloud of ``n`` points."""
     from folk_model.student.proposals import mask_iou_matrix
 
+    props = [i.point_indices for i in instances if i.score >= CONFIDENT_SCORE]
     if not props or not gts:
-        return 0
-    return int((mask_iou_matrix(props, gts, n).max(1) >= 0.5).sum())
+        return len(props), 0
+    return len(props), int((mask_iou_matrix(props, gts, n).max(1) >= 0.5).sum())
+
+
+def confident_share(confident: int, right: int) -> float:
+    """Percent of confident proposals that cover a GT object (nan without any)."""
+    return 100.0 * right / confident if confident else float("nan")
 
 
 def run_variants(segmenter: Any, scenes: Sequence[Any], classes: Sequence[str],
@@ -418,9 +433,8 @@ def compare_variants(segmenters: Mapping[str, Any], scenes: Sequence[Any],
             cloud = make(sc, room, scan)
             labels = cloud.instance_labels(sc.label_table)
             n_pts = max(1, len(cloud.points))
-            ids, cnt = np.unique(cloud.instance_ids[cloud.instance_ids > 0], return_counts=True)
-            gt_sets = [np.flatnonzero(cloud.instance_ids == i)
-                       for i, c in zip(ids, cnt) if c >= min_region_size]
+            _, cnt = np.unique(cloud.instance_ids[cloud.instance_ids > 0], return_counts=True)
+            gt_sets = gt_masks(cloud, min_region_size)
             for k, segmenter in segmenters.items():
                 r = res[k][n]
                 t0 = time.perf_counter()
@@ -434,9 +448,9 @@ def compare_variants(segmenters: Mapping[str, Any], scenes: Sequence[Any],
                 r.instances.append(len(out.instances))
                 r.gt_instances.append(int((cnt >= min_region_size).sum()))
                 r.gt_max_share.append(float(cnt.max(initial=0)) / n_pts)
-                conf = [i.point_indices for i in out.instances if i.score >= CONFIDENT_SCORE]
-                r.confident.append(len(conf))
-                r.confident_right.append(covering(conf, gt_sets, n_pts))
+                n_conf, n_right = confident_matches(out.instances, gt_sets, n_pts)
+                r.confident.append(n_conf)
+                r.confident_right.append(n_right)
     for per in res.values():
         for r in per.values():
             r.ap = r.evaluator.evaluate()["class_agnostic"]
@@ -461,8 +475,7 @@ def report_rows(results: dict[str, VariantResult], reference: str = "clean scan"
             "gt_per_room": float(np.mean(r.gt_instances)) if r.gt_instances else float("nan"),
             "seconds_per_room": float(np.mean(r.seconds)) if r.seconds else float("nan"),
             "confident_per_room": float(np.mean(r.confident)) if r.confident else float("nan"),
-            "confident_right": (100.0 * sum(r.confident_right) / sum(r.confident)
-                                if sum(r.confident) else float("nan")),
+            "confident_right": confident_share(sum(r.confident), sum(r.confident_right)),
         })
     return rows
 
@@ -491,9 +504,11 @@ __all__ = [
     "close_up",
     "coarse_structure",
     "compare_variants",
-    "covering",
+    "confident_matches",
+    "confident_share",
     "fused_map",
     "grey",
+    "gt_masks",
     "known_floor",
     "markdown_table",
     "report_rows",
