@@ -5,7 +5,8 @@ The weights' single temperature + Platt map is right overall on dev rooms becaus
 groups err in opposite directions (training words too sure, new words far too unsure). This
 prints, on the ``--check`` rooms, each group's share right, mean score and ECE under (a) the
 weights' own map, (b) one map refitted on the ``--fit`` rooms and (c) one map per group
-fitted there (the temperature stays the weights'). Dev rooms only: test rooms are refused.
+fitted there (``folk-calibrate --by-word --keep-temperature`` fits the same), with intervals
+over the check rooms for (c) minus (a) and (b). Dev rooms only: test rooms are refused.
 
     python bench/calibration_by_word.py --fit data/synth data/dev2 --check data/dev3
 
@@ -23,8 +24,8 @@ from bench_common import DEFAULT_WEIGHTS, offline
 
 
 def _embed(seg, manifest, encoder, roots: list[str]):
-    """(similarities [N, C], true class [N], vocabulary) of the unseen-mesh GT masks of the
-    dev rooms of ``roots``."""
+    """(similarities [N, C], true class [N], room of each mask [N], vocabulary) of the
+    unseen-mesh GT masks of the dev rooms of ``roots``."""
     from folk_model.eval.calibrate import embed_rooms, settings_scene_dirs
     from folk_model.eval.cli import evaluation_vocabulary
     from folk_model.eval.meshes import training_meshes
@@ -35,7 +36,8 @@ def _embed(seg, manifest, encoder, roots: list[str]):
     rooms = embed_rooms(seg, settings_scene_dirs(roots, "dev"), vocab, text,
                         training_meshes(manifest, roots), 100, desc=" ".join(roots))
     new_mesh = np.array([v is not True for v in rooms.on_train], bool)
-    return rooms.sim[new_mesh], rooms.target[new_mesh], vocab
+    return (rooms.sim[new_mesh], rooms.target[new_mesh],
+            np.asarray(rooms.scene_of)[new_mesh], vocab)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,12 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", nargs="+", required=True, help="dataset roots to fit maps on")
     ap.add_argument("--check", nargs="+", required=True, help="dataset roots to judge them on")
     ap.add_argument("--bins", type=int, default=15)
+    ap.add_argument("--bootstrap", type=int, default=1000,
+                    help="resamples of the check rooms for the intervals of ECE differences")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     offline()
 
-    from folk_model.eval.calibration import fit_score_map, reliability_bins, top1
-    from folk_model.labelling import calibrated_scores
+    from folk_model.eval.calibrate import Fitted, fit
+    from folk_model.eval.calibration import reliability_bins, top1
+    from folk_model.labelling import calibrated_scores, word_key
     from folk_model.student import load_weights
     from folk_model.train.data import TestSceneError
     from folk_model.vl import create_vl_encoder, load_vl_config
@@ -58,48 +63,82 @@ def main(argv: list[str] | None = None) -> int:
     seg, manifest = load_weights(args.weights, "cpu")
     encoder = create_vl_encoder(load_vl_config(None, manifest, "cpu"), text_only=True)
     temperature = float(seg.cfg.label_temperature)
-    trained = set(manifest["training"]["classes"])
+    trained = {word_key(w) for w in manifest["training"]["classes"]}
     try:
-        fit_sim, fit_target, vocab = _embed(seg, manifest, encoder, args.fit)
-        sim, target, vocab_check = _embed(seg, manifest, encoder, args.check)
+        fit_sim, fit_target, _, vocab = _embed(seg, manifest, encoder, args.fit)
+        sim, target, room, vocab_check = _embed(seg, manifest, encoder, args.check)
     except TestSceneError as exc:
         print(exc, file=sys.stderr)
         return 2
     if vocab_check != vocab:
         print("--fit and --check roots have different class lists", file=sys.stderr)
         return 2
-    new_word = np.array([w not in trained for w in vocab], bool)
-
-    # the predicted word is the most similar one: softmax keeps the order
-    conf, right = top1(fit_sim, fit_target, temperature)
-    group = new_word[fit_sim.argmax(1)]
-    single = fit_score_map(conf, right)
-    per_group = {False: fit_score_map(conf[~group], right[~group]),
-                 True: fit_score_map(conf[group], right[group])}
-
+    new_word = np.array([word_key(w) not in trained for w in vocab], bool)
+    fits = {
+        "the weights' map (W)": Fitted(temperature, tuple(seg.cfg.label_score_map)),
+        "one map refitted (S)": fit(fit_sim, fit_target, temperature),
+        "a map per kind of word (G)": fit(fit_sim, fit_target, temperature, new_word),
+    }
     conf, right = top1(sim, target, temperature)
     group = new_word[sim.argmax(1)]
-    maps = {
-        "the weights' map": calibrated_scores(conf, tuple(seg.cfg.label_score_map)),
-        "one map refitted": calibrated_scores(conf, single),
-        "a map per group": np.where(group, calibrated_scores(conf, per_group[True]),
-                                    calibrated_scores(conf, per_group[False])),
-    }
+    scores = {name: calibrated_scores(conf, f.maps(new_word)[sim.argmax(1)]).astype(np.float64)
+              for name, f in fits.items()}
+
+    def ece(score: np.ndarray, mask: np.ndarray) -> float:
+        return reliability_bins(score[mask], right[mask], args.bins)["ece"]
 
     def cell(score: np.ndarray, mask: np.ndarray) -> str:
-        ece = reliability_bins(score[mask].astype(np.float64), right[mask], args.bins)["ece"]
         return (f"{100 * right[mask].mean():.0f}% / {100 * score[mask].mean():.0f}% "
-                f"({100 * ece:.1f}%)")
+                f"({100 * ece(score, mask):.1f}%)")
 
     everything = np.ones(len(target), bool)
     print(f"fit on {' '.join(args.fit)} ({len(fit_target)} masks), checked on "
-          f"{' '.join(args.check)} ({len(target)} masks: {int((~group).sum())} predicted a "
-          f"training word, {int(group.sum())} a new word); T {temperature:.4g}")
+          f"{' '.join(args.check)} ({len(target)} masks in {len(np.unique(room))} rooms: "
+          f"{int((~group).sum())} predicted a training word, {int(group.sum())} a new word); "
+          f"T {temperature:.4g}")
+    for name, f in fits.items():
+        print(f"  {name}: map {tuple(round(v, 4) for v in f.score_map)}"
+              + (f", new words {tuple(round(v, 4) for v in f.new_word_map)}"
+                 if f.new_word_map else ""))
     print("| map | all: right / mean score (ECE) | predicted a training word | predicted a new "
-          "word |\n|---|---|---|---|")
-    for name, score in maps.items():
+          "word | mean of the two groups' ECE |\n|---|---|---|---|---|")
+    for name, score in scores.items():
+        mean_g = (ece(score, ~group) + ece(score, group)) / 2
         print(f"| {name} | {cell(score, everything)} | {cell(score, ~group)} "
-              f"| {cell(score, group)} |")
+              f"| {cell(score, group)} | {100 * mean_g:.1f}% |")
+
+    # paired intervals over the check rooms: G minus each control
+    rng = np.random.default_rng(0)
+    rooms = np.unique(room)
+    rows = {r: np.flatnonzero(room == r) for r in rooms}
+    names = list(scores)
+    g = names[2]
+    diffs: dict[str, list[list[float]]] = {n: [[], [], [], []] for n in names[:2]}
+    for _ in range(args.bootstrap):
+        sel = np.concatenate([rows[r] for r in rng.choice(rooms, len(rooms))])
+        m_all = np.ones(len(sel), bool)
+        grp = group[sel]
+        if grp.all() or (~grp).all():
+            continue
+
+        def e(name: str, mask: np.ndarray, sel: np.ndarray = sel) -> float:
+            return reliability_bins(scores[name][sel][mask], right[sel][mask], args.bins)["ece"]
+
+        for n in names[:2]:
+            d_tr = e(g, ~grp) - e(n, ~grp)
+            d_new = e(g, grp) - e(n, grp)
+            diffs[n][0].append(d_tr)
+            diffs[n][1].append(d_new)
+            diffs[n][2].append((d_tr + d_new) / 2)
+            diffs[n][3].append(e(g, m_all) - e(n, m_all))
+    print("\nECE of G minus a control, points [95% over resampled check rooms]:")
+    for n in names[:2]:
+        parts = []
+        for label, vals in zip(("training-word group", "new-word group", "mean of groups",
+                                "all"), diffs[n], strict=True):
+            lo, hi = np.percentile(100 * np.array(vals), [2.5, 97.5])
+            parts.append(f"{label} [{lo:+.1f}, {hi:+.1f}]")
+        print(f"  vs {n}: " + "; ".join(parts))
     return 0
 
 

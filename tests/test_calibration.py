@@ -166,6 +166,12 @@ def test_folk_calibrate_refuses_test_rooms_and_writes_the_temperature(
     # fitting on the embedding head alone cannot be written into weights that use a memory
     assert main(["--weights", str(weights), "--data-root", str(root), "--split", "dev",
                  "--out", str(out), "--write", "--no-memory"]) == 2
+    # a map per kind of word needs enough masks of each kind: one room has too few, and the
+    # weights are left as they were
+    assert main(["--weights", str(weights), "--data-root", str(root), "--split", "dev",
+                 "--out", str(tmp_path / "by_word"), "--write", "--by-word",
+                 "--keep-temperature"]) == 2
+    assert json.loads(weights.with_suffix(".json").read_text()) == manifest
 
 
 def test_platt_map_recovers_a_known_miscalibration_and_keeps_rankings() -> None:
@@ -246,3 +252,82 @@ def test_calibration_masks_on_the_node_fused_map(synth_scene: Path) -> None:
     assert np.allclose(both.sim[:n_scan], only.sim)
     with pytest.raises(ValueError, match="unknown clouds"):
         embed_rooms(seg, [synth_scene], vocab, text, {}, clouds=("mesh",))
+
+
+def test_a_score_map_per_kind_of_word() -> None:
+    """Labels predicting a training word and labels predicting a new word, drawn from two
+    opposite miscalibrations (the dev rooms' picture): one map for both leaves each kind
+    wrong; a map per kind (``fit_word_maps``) calibrates both. Applied per word, a row's
+    scores all go through its best word's map, so the top-k keeps its order."""
+    from folk_model.eval.calibrate import fit
+    from folk_model.eval.calibration import expected_calibration_error, top1
+    from folk_model.labelling import (calibrated_scores, label_embeddings, word_key,
+                                      word_score_maps)
+
+    rng = np.random.default_rng(1)
+    n, c = 6000, 6
+    new_word = np.array([False, False, False, True, True, True])
+    sim = rng.normal(0, 0.05, (n, c))
+    best = rng.integers(0, c, n)
+    sim[np.arange(n), best] += rng.uniform(0.0, 0.25, n)
+    conf, _ = top1(sim, best, 0.1)
+    pred_new = new_word[sim.argmax(1)]
+    # the truth: a training word right less often than its score, a new word more often
+    p_right = np.where(pred_new, calibrated_scores(conf, (0.6, 1.2)),
+                       calibrated_scores(conf, (1.0, -0.8)))
+    right = rng.random(n) < p_right
+    target = np.where(right, sim.argmax(1), (sim.argmax(1) + 1) % c)
+    one = fit(sim, target, 0.1)
+    per = fit(sim, target, 0.1, new_word)
+    assert per.temperature == one.temperature == 0.1 and per.new_word_map is not None
+    conf, ok = top1(sim, target, 0.1)
+    for kind in (pred_new, ~pred_new):
+        e_one = expected_calibration_error(calibrated_scores(conf[kind], one.score_map), ok[kind])
+        maps = per.maps(new_word)[sim.argmax(1)]
+        e_per = expected_calibration_error(calibrated_scores(conf, maps)[kind], ok[kind])
+        assert e_per < 0.04 < e_one
+    # too few masks of a kind: refused, with the reason
+    with pytest.raises(ValueError, match="at least"):
+        fit(sim[:40], target[:40], 0.1, new_word)
+
+    words = ["Chair", "table", "lamp"]
+    maps = word_score_maps(words, (0.5, 0.1), (2.0, 0.3), known_words=["chair ", "TABLE"])
+    assert maps.tolist() == [[0.5, 0.1], [0.5, 0.1], [2.0, 0.3]]
+    assert word_key("  Coffee   Table ") == "coffee table"
+    assert np.array_equal(word_score_maps(words, (0.5, 0.1), (2.0, 0.3)),
+                          np.tile([0.5, 0.1], (3, 1)))  # no known words: one map
+    emb = rng.normal(size=(20, 8)).astype(np.float32)
+    txt = rng.normal(size=(3, 8)).astype(np.float32)
+    plain = label_embeddings(emb, txt, top_k=3, temperature=0.1)
+    lab = label_embeddings(emb, txt, top_k=3, temperature=0.1, score_map=maps)
+    assert np.array_equal(lab.topk_index, plain.topk_index)
+    for j in range(len(emb)):
+        want = calibrated_scores(plain.topk_score[j], tuple(maps[plain.label_index[j]]))
+        assert np.allclose(lab.topk_score[j], want)
+        assert np.all(np.diff(lab.topk_score[j]) <= 1e-7)
+    with pytest.raises(ValueError, match="one \\(a, b\\) per word"):
+        label_embeddings(emb, txt, score_map=maps[:2])
+
+
+def test_weights_carry_the_new_word_map_to_the_node(tmp_path: Path) -> None:
+    """The per-kind map travels in the weights' manifest; the node reads it, and refuses at
+    start a map that does not increase (it would turn thresholds over)."""
+    from folk_ros.node import StartupError, label_new_word_map, label_score_map
+
+    from folk_model.config import StudentConfig, from_dict, to_dict
+    from folk_model.student import FolkStudent, StudentSegmenter
+
+    cfg = StudentConfig(channels=(8, 16), embed_dim=8, feat_dim=8, head_hidden=16,
+                        label_score_map=(0.4, 0.2), label_score_map_new_word=(1.5, 0.9),
+                        label_known_words=("chair", "table"))
+    back = from_dict(StudentConfig, to_dict(cfg))
+    assert back == cfg and isinstance(back.label_known_words, tuple)
+    seg = StudentSegmenter(FolkStudent(back), back)
+    assert seg.score_maps(["table", "couch"]).tolist() == [[0.4, 0.2], [1.5, 0.9]]
+    assert label_score_map(seg) == (0.4, 0.2) and label_new_word_map(seg) == (1.5, 0.9)
+    seg.cfg.label_score_map_new_word = (-1.0, 0.0)
+    with pytest.raises(StartupError, match="label_score_map_new_word"):
+        label_new_word_map(seg)
+    seg.cfg.label_known_words = ()  # one map for every word: the second map is unused
+    assert label_new_word_map(seg) is None
+    assert seg.score_maps(["table", "couch"]).tolist() == [[0.4, 0.2], [0.4, 0.2]]

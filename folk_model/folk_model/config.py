@@ -155,6 +155,12 @@ class StudentConfig:
     # sure, weak head matches too unsure: docs/results/world.md); folk-calibrate fits a and b
     # after T on the same dev instances. (1, 0) = the softmax score itself.
     label_score_map: tuple[float, float] = (1.0, 0.0)
+    # a second Platt map for labels whose word is not one of label_known_words (the classes
+    # the weights trained on, as folk-calibrate --by-word writes them): on dev rooms a new
+    # word was right far more often than its score said and a training word less often
+    # (labelling.word_score_maps). Empty label_known_words = label_score_map for every word
+    label_score_map_new_word: tuple[float, float] = (1.0, 0.0)
+    label_known_words: tuple[str, ...] = ()
 
 
 @dataclass

@@ -38,12 +38,15 @@ def normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-8) -> np.ndarray:
     return x / np.maximum(n, eps)
 
 
+ScoreMap = tuple[float, float] | np.ndarray
+
+
 def label_embeddings(
     embeddings: np.ndarray,
     text_embeddings: np.ndarray,
     top_k: int = 3,
     temperature: float = 0.01,
-    score_map: tuple[float, float] = (1.0, 0.0),
+    score_map: ScoreMap = (1.0, 0.0),
 ) -> Labelling:
     """Label instance embeddings [K, D] against text embeddings [M, D].
 
@@ -53,7 +56,9 @@ def label_embeddings(
     pass ``segmenter.cfg.label_temperature``); 0.01, the default, is the uncalibrated
     CLIP-like value that the teacher pipeline keeps. ``score_map`` is the weights' Platt
     map of the scores (``StudentConfig.label_score_map``, ``calibrated_scores``); it changes
-    the scores, never their order.
+    the scores, never their order. It is one (a, b) for every word, or a map per word of the
+    vocabulary, float [M, 2] (``word_score_maps``): then each instance's scores, its top-k
+    included, go through the map of its best word, so that a row's scores keep their order.
     """
     emb = normalize(np.atleast_2d(embeddings))
     txt = normalize(np.atleast_2d(text_embeddings))
@@ -72,24 +77,59 @@ def label_embeddings(
     prob = np.exp(logits)
     prob /= prob.sum(axis=1, keepdims=True)
     order = np.argsort(-prob, axis=1, kind="stable")[:, :k]
-    topk_score = calibrated_scores(np.take_along_axis(prob, order, axis=1), score_map)
+    row_map = score_map
+    if np.ndim(score_map) == 2:
+        maps = np.asarray(score_map, np.float64)
+        if maps.shape != (txt.shape[0], 2):
+            raise ValueError(f"score maps {maps.shape} != one (a, b) per word "
+                             f"({txt.shape[0]}, 2)")
+        row_map = maps[order[:, 0]][:, None, :]  # [K, 1, 2]: each row the map of its best word
+    topk_score = calibrated_scores(np.take_along_axis(prob, order, axis=1), row_map)
     return Labelling(order[:, 0], topk_score[:, 0], order, topk_score, sim.astype(np.float32))
 
 
-def calibrated_scores(prob: np.ndarray, score_map: tuple[float, float] = (1.0, 0.0)
-                      ) -> np.ndarray:
+def calibrated_scores(prob: np.ndarray, score_map: ScoreMap = (1.0, 0.0)) -> np.ndarray:
     """Softmax scores mapped by a Platt map (a, b): sigmoid(a logit(p) + b), float32.
 
     Fitted on dev rooms after the temperature (``folk-calibrate``): a monotone map, so
     rankings and thresholds keep their order; (1, 0) returns the scores unchanged.
+    ``score_map`` may also be an array whose last axis is (a, b), broadcast against ``prob``
+    (a map per score).
     """
     p = np.asarray(prob, np.float64)
-    a, b = (float(v) for v in score_map)
-    if a == 1.0 and b == 0.0:
+    m = np.asarray(score_map, np.float64)
+    if m.shape[-1:] != (2,):
+        raise ValueError(f"a score map is (a, b), got shape {m.shape}")
+    a, b = m[..., 0], m[..., 1]
+    if m.ndim == 1 and a == 1.0 and b == 0.0:
         return p.astype(np.float32)
     q = np.clip(p, 1e-12, 1 - 1e-12)
     z = a * (np.log(q) - np.log1p(-q)) + b
     return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+
+
+def word_key(word: str) -> str:
+    """How two spellings of a word are compared: case and surrounding space ignored."""
+    return " ".join(word.lower().split())
+
+
+def word_score_maps(words: Sequence[str], score_map: tuple[float, float],
+                    new_word_map: tuple[float, float] | None = None,
+                    known_words: Sequence[str] = ()) -> np.ndarray:
+    """The Platt map of each word's labels, float [M, 2]: ``score_map`` for a word of
+    ``known_words`` (the classes the weights trained on), ``new_word_map`` for any other.
+
+    Why two: on dev rooms the same score meant different odds by the kind of word predicted
+    (a training word was right less often than its score said, a word the weights never
+    trained on far more often; docs/results/world.md, sessions 22-23). With no
+    ``new_word_map`` or no ``known_words``, every word gets ``score_map``.
+    """
+    maps = np.tile(np.asarray(score_map, np.float64), (len(words), 1)).reshape(len(words), 2)
+    if new_word_map is not None and len(known_words):
+        known = {word_key(w) for w in known_words}
+        new = np.array([word_key(w) not in known for w in words], bool)
+        maps[new] = np.asarray(new_word_map, np.float64)
+    return maps
 
 
 def phrase_scores(embeddings: np.ndarray, phrase_embedding: np.ndarray,

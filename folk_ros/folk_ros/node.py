@@ -66,7 +66,7 @@ from visualization_msgs.msg import MarkerArray
 from folk_model.config import TTA_ROTATIONS, TTA_ROTATIONS_CUDA, FusionConfig, VLConfig
 from folk_model.fusion import compile_kernels
 from folk_model.fusion.voxel_map import MapSnapshot, VoxelMap
-from folk_model.labelling import label_embeddings, phrase_scores
+from folk_model.labelling import label_embeddings, phrase_scores, word_score_maps
 from folk_msgs.msg import Instance, InstanceArray
 from folk_msgs.srv import QueryInstances, SetVocabulary
 from folk_ros.backend import StartupError, load_backend, missing_file
@@ -283,13 +283,20 @@ class FolkNode(Node):
         # right about 9 times in 10.
         self.label_temperature = label_temperature(self.backend.segmenter)
         self.label_score_map = label_score_map(self.backend.segmenter)
+        # labels of a word the weights never trained on have their own map when the weights
+        # carry one (folk-calibrate --by-word): the same score meant other odds for them
+        self.label_new_word_map = label_new_word_map(self.backend.segmenter)
+        self.label_known_words = tuple(self.backend.segmenter.cfg.label_known_words)
         calibrated = bool(self.backend.manifest.get("calibration"))
         self.get_logger().info(
             f"model ready in {time.perf_counter() - t0:.1f} s: encoder {self.encoder_name}, "
             f"{len(self.vocab.labels)} labels, instance memory "
             f"{f'{len(mem)} entries (k={mem.cfg.k})' if mem is not None else 'none'}, "
             f"label temperature {self.label_temperature:.4g}, score map "
-            f"({self.label_score_map[0]:.3g}, {self.label_score_map[1]:.3g}) "
+            f"({self.label_score_map[0]:.3g}, {self.label_score_map[1]:.3g})"
+            + (f", new words ({self.label_new_word_map[0]:.3g}, "
+               f"{self.label_new_word_map[1]:.3g})" if self.label_new_word_map else "")
+            + " "
             f"({'calibrated by folk-calibrate' if calibrated else 'not calibrated: the default'})"
         )
 
@@ -772,7 +779,7 @@ class FolkNode(Node):
         labels, text_emb = self.vocab.current()
         lab = label_embeddings(result.embeddings, text_emb, top_k=self.p["top_k"],
                                temperature=self.label_temperature,
-                               score_map=self.label_score_map)
+                               score_map=self._score_maps(labels))
         header = self._output_header(result.stamp_ns)
         msg = InstanceArray(header=header, vocabulary=labels, encoder=self.encoder_name,
                             run=result.run, inference_seconds=float(result.seconds))
@@ -890,11 +897,18 @@ class FolkNode(Node):
         instance order, scores, each instance's best label index)."""
         labels, text_emb = self.vocab.current()
         order, scores = rank_query(last.embeddings, self.vocab.phrase(phrase), text_emb,
-                                   self.label_temperature, top_k, self.label_score_map)
+                                   self.label_temperature, top_k,
+                                   tuple(self._score_maps([phrase])[0]))
         lab = label_embeddings(last.embeddings, text_emb, top_k=1,
                                temperature=self.label_temperature,
-                               score_map=self.label_score_map)
+                               score_map=self._score_maps(labels))
         return labels, order, scores, lab.label_index
+
+    def _score_maps(self, words: list[str]) -> np.ndarray:
+        """The Platt map of each word's scores [M, 2] (``labelling.word_score_maps``): a
+        query phrase is scored with the map of its kind of word, as a label would be."""
+        return word_score_maps(words, self.label_score_map, self.label_new_word_map,
+                               self.label_known_words)
 
     def _srv_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         """Clear map, instances and markers; a run in flight can no longer publish (its
@@ -992,6 +1006,8 @@ class FolkNode(Node):
             "pose_source": self.p["pose_source"] + self._pose_detail,
             "label_temperature": self.label_temperature,
             "label_score_map": ",".join(f"{v:.4g}" for v in self.label_score_map),
+            "label_score_map_new_word": ("same" if self.label_new_word_map is None else
+                                         ",".join(f"{v:.4g}" for v in self.label_new_word_map)),
             "torch_threads": self.torch_threads,
             "segment_nice": self.worker.nice_applied,
             "gil_switch_ms": f"{sys.getswitchinterval() * 1e3:.3g}",
@@ -1069,6 +1085,21 @@ def label_score_map(segmenter: Any) -> tuple[float, float]:
     if not (np.isfinite(a) and np.isfinite(b) and a > 0):
         raise StartupError(f"the weights' student.label_score_map is ({a}, {b}); it must be "
                            "finite with a > 0 (rerun folk-calibrate --write on the weights)")
+    return a, b
+
+
+def label_new_word_map(segmenter: Any) -> tuple[float, float] | None:
+    """The Platt map (a, b) of labels whose word is not one of the weights' training words
+    (``StudentConfig.label_score_map_new_word``), or None when the weights have one map for
+    every word (no ``label_known_words``). Checked like ``label_score_map``."""
+    cfg = segmenter.cfg
+    if not getattr(cfg, "label_known_words", ()):
+        return None
+    a, b = (float(v) for v in cfg.label_score_map_new_word)
+    if not (np.isfinite(a) and np.isfinite(b) and a > 0):
+        raise StartupError(f"the weights' student.label_score_map_new_word is ({a}, {b}); it "
+                           "must be finite with a > 0 (rerun folk-calibrate --by-word --write "
+                           "on the weights)")
     return a, b
 
 

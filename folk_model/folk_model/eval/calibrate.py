@@ -11,13 +11,17 @@ and compared with the vocabulary's text embeddings (the classes ``folk-eval`` us
 temperature T minimising the negative log-likelihood of the true class is found by a 1-D
 search over log T (``folk_model.eval.calibration``); then the Platt map (a, b) of the top-1
 scores at T (``fit_score_map``: one temperature left the scores too unsure low and too sure
-high). It prints the expected calibration error
+high). With ``--by-word``, two maps: one for labels that predict one of the weights' training
+classes, one for labels that predict any other word (on dev rooms the same score meant
+other odds for each; ``--keep-temperature`` keeps the weights' T). It prints the expected
+calibration error
 (15 bins), NLL and top-1 before (the weights' current ``label_temperature``) and after, and a
 2-fold check across rooms (T fitted on half the rooms, ECE measured on the other half). It
 writes ``calibration.json``, ``reliability_before.png`` and ``reliability_after.png`` into
 ``--out``; ``--write`` stores T and the map in the weights (``student.label_temperature`` and
-``student.label_score_map`` of the manifest, .pt and .json both) together with a
-``calibration`` record.
+``student.label_score_map`` of the manifest, .pt and .json both; with ``--by-word`` also
+``label_score_map_new_word`` and ``label_known_words``) together with a ``calibration``
+record.
 
 Rooms made from the frozen test mesh pool (meta.json ``split: test``) are refused: choosing a
 setting on them would flatter the figures they report.
@@ -160,19 +164,43 @@ def embed_rooms(segmenter: Any, dirs: list[Path], vocab: list[str], text: np.nda
                          cloud)
 
 
-def fit(sim: np.ndarray, target: np.ndarray) -> tuple[float, tuple[float, float]]:
-    """(T, Platt map) of the label scores: T minimising the NLL of the true class, then the
-    map (a, b) of the top-1 scores at T fitted to whether they were right."""
-    from folk_model.eval.calibration import fit_score_map, fit_temperature, top1
+@dataclass
+class Fitted:
+    """A calibration: the temperature, the map of training-word labels (or of every label)
+    and, fitted by kind of word, the map of new-word labels (None: one map for all)."""
 
-    t = fit_temperature(sim, target)
-    return t, fit_score_map(*top1(sim, target, t))
+    temperature: float
+    score_map: tuple[float, float]
+    new_word_map: tuple[float, float] | None = None
+
+    def maps(self, new_word: np.ndarray) -> np.ndarray:
+        """One (a, b) per vocabulary word [C, 2] (``new_word`` bool [C])."""
+        out = np.tile(np.asarray(self.score_map, np.float64), (len(new_word), 1))
+        if self.new_word_map is not None:
+            out[np.asarray(new_word, bool)] = self.new_word_map
+        return out
+
+
+def fit(sim: np.ndarray, target: np.ndarray, temperature: float | None = None,
+        new_word: np.ndarray | None = None) -> Fitted:
+    """The label scores' calibration: T minimising the NLL of the true class (or the given
+    ``temperature``), then the Platt map (a, b) of the top-1 scores at T fitted to whether
+    they were right: one for every word, or with ``new_word`` (bool [C], the words the
+    weights never trained on) one per kind of predicted word (``fit_word_maps``)."""
+    from folk_model.eval.calibration import fit_score_map, fit_temperature, fit_word_maps, top1
+
+    t = fit_temperature(sim, target) if temperature is None else float(temperature)
+    if new_word is None:
+        return Fitted(t, fit_score_map(*top1(sim, target, t)))
+    known, new = fit_word_maps(sim, target, t, new_word)
+    return Fitted(t, known, new)
 
 
 def _two_fold(sim: np.ndarray, target: np.ndarray, scene_of: np.ndarray,
-              bins: int) -> dict[str, Any]:
-    """Temperature and map fitted on alternate rooms, ECE measured on the others (both ways,
-    pooled): how calibrated the scores are on rooms the fit never saw."""
+              bins: int, temperature: float | None = None,
+              new_word: np.ndarray | None = None) -> dict[str, Any]:
+    """Temperature and map(s) fitted on alternate rooms, ECE measured on the others (both
+    ways, pooled): how calibrated the scores are on rooms the fit never saw."""
     from folk_model.eval.calibration import reliability_bins, top1
     from folk_model.labelling import calibrated_scores
 
@@ -181,14 +209,20 @@ def _two_fold(sim: np.ndarray, target: np.ndarray, scene_of: np.ndarray,
         return {}
     fold = np.isin(scene_of, scenes[::2])
     conf, ok, conf_t, temps, maps = [], [], [], [], []
+    nw = np.zeros(sim.shape[1], bool) if new_word is None else new_word
     for test in (fold, ~fold):
-        t, m = fit(sim[~test], target[~test])
-        c, k = top1(sim[test], target[test], t)
+        try:
+            f = fit(sim[~test], target[~test], temperature, new_word)
+        except ValueError as exc:  # a half too small for a map per kind of word
+            logger.warning("2-fold check skipped: %s", exc)
+            return {}
+        c, k = top1(sim[test], target[test], f.temperature)
         conf_t.append(c)
-        conf.append(calibrated_scores(c, m).astype(np.float64))
+        row_maps = f.maps(nw)[sim[test].argmax(axis=1)] if len(c) else np.zeros((0, 2))
+        conf.append(calibrated_scores(c, row_maps).astype(np.float64))
         ok.append(k)
-        temps.append(t)
-        maps.append(list(m))
+        temps.append(f.temperature)
+        maps.append([list(f.score_map)] + ([list(f.new_word_map)] if f.new_word_map else []))
     rel = reliability_bins(np.concatenate(conf), np.concatenate(ok), bins)
     rel_t = reliability_bins(np.concatenate(conf_t), np.concatenate(ok), bins)
     return {"temperatures": temps, "score_maps": maps, "ece": rel["ece"],
@@ -196,8 +230,9 @@ def _two_fold(sim: np.ndarray, target: np.ndarray, scene_of: np.ndarray,
 
 
 def _fmt_stats(name: str, s: dict[str, Any]) -> str:
-    a, b = s["score_map"]
-    return (f"{name:<7} T = {s['temperature']:<9.4g} map ({a:.3g}, {b:.3g})  "
+    maps = np.unique(np.asarray(s["score_map"], np.float64).reshape(-1, 2), axis=0)
+    shown = " / ".join(f"({a:.3g}, {b:.3g})" for a, b in maps)
+    return (f"{name:<7} T = {s['temperature']:<9.4g} map {shown}  "
             f"ECE {100 * s['ece']:5.1f}%  "
             f"NLL {s['nll']:.3f}  top-1 {100 * s['top1']:5.1f}%  "
             f"mean score {100 * s['mean_confidence']:5.1f}%  ({s['instances']} instances)")
@@ -232,6 +267,14 @@ def main(argv: list[str] | None = None) -> int:
                          "right less often (44.6%% against 51.0%%), but a fit on both did not "
                          "lower the ECE on either on dev (docs/results/world.md, session 18); "
                          "with both, the ECE is printed per cloud")
+    ap.add_argument("--by-word", action="store_true",
+                    help="fit one score map for labels predicting one of the weights' "
+                         "training classes and one for labels predicting any other word "
+                         "(on dev rooms the same score meant other odds for each; "
+                         "docs/results/world.md, session 23); --write stores both and the "
+                         "training words")
+    ap.add_argument("--keep-temperature", action="store_true",
+                    help="keep the weights' label temperature and fit the map(s) only")
     ap.add_argument("--min-region-size", type=int, default=100)
     ap.add_argument("--bins", type=int, default=15, help="equal-width bins of the ECE")
     ap.add_argument("--device", default="cpu")
@@ -245,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.data.loader import SceneError
     from folk_model.eval.calibration import calibration_stats, plot_reliability
     from folk_model.eval.cli import evaluation_vocabulary
-    from folk_model.labelling import normalize
+    from folk_model.labelling import normalize, word_key
     from folk_model.student import WeightsError, load_weights
     from folk_model.student.weights import check_encoder, update_manifest
     from folk_model.vl import create_vl_encoder, load_vl_config
@@ -309,22 +352,42 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t_before = float(segmenter.cfg.label_temperature)
     map_before = tuple(segmenter.cfg.label_score_map)
-    t_after, map_after = fit(sim, target)
-    before = calibration_stats(sim, target, t_before, args.bins, map_before)
+    maps_before = segmenter.score_maps(vocab)
+    known_words = list(manifest.get("training", {}).get("classes", []))
+    if args.by_word and not known_words:
+        logger.error("--by-word: the weights' manifest lists no training classes")
+        return 2
+    new_word = (np.array([word_key(w) not in {word_key(k) for k in known_words}
+                          for w in vocab], bool) if args.by_word else None)
+    try:
+        fitted = fit(sim, target, t_before if args.keep_temperature else None, new_word)
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 2
+    t_after, map_after = fitted.temperature, fitted.score_map
+    maps_after = fitted.maps(np.zeros(len(vocab), bool) if new_word is None else new_word)
+    before = calibration_stats(sim, target, t_before, args.bins, maps_before)
     after_t = calibration_stats(sim, target, t_after, args.bins)
-    after = calibration_stats(sim, target, t_after, args.bins, map_after)
+    after = calibration_stats(sim, target, t_after, args.bins, maps_after)
     is_novel = np.array([c in set(novel) for c in classes], bool)
     groups = {}
     on_cloud = [(f"on {c}", np.array([x == c for x in cloud], bool)) for c in args.clouds
                 if len(args.clouds) > 1]
-    for gname, mask in (("base", ~is_novel), ("novel", is_novel), *on_cloud):
+    by_word = []
+    if known_words:  # by the kind of word each mask's label is (its predicted word)
+        trained = np.array([word_key(w) in {word_key(k) for k in known_words} for w in vocab])
+        pred_trained = trained[sim.argmax(axis=1)]
+        by_word = [("said a training word", pred_trained), ("said a new word", ~pred_trained)]
+    for gname, mask in (("base", ~is_novel), ("novel", is_novel), *on_cloud, *by_word):
         if mask.any():
             groups[gname] = {k: {m: calibration_stats(sim[mask], target[mask], t, args.bins,
                                                       sm)[m]
-                                 for m in ("ece", "nll", "top1", "instances")}
-                             for k, t, sm in (("before", t_before, map_before),
-                                              ("after", t_after, map_after))}
-    cv = _two_fold(sim, target, np.array(scene_of), args.bins)
+                                 for m in ("ece", "nll", "top1", "instances",
+                                           "mean_confidence")}
+                             for k, t, sm in (("before", t_before, maps_before),
+                                              ("after", t_after, maps_after))}
+    cv = _two_fold(sim, target, np.array(scene_of), args.bins,
+                   t_before if args.keep_temperature else None, new_word)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     memory = segmenter.memory is not None
@@ -337,9 +400,18 @@ def main(argv: list[str] | None = None) -> int:
                      f"student label scores, T = {t_before:.4g} (before; {what})")
     plot_reliability(after["reliability"], out / "reliability_after.png",
                      f"student label scores, T = {t_after:.4g}, map ({map_after[0]:.3g}, "
-                     f"{map_after[1]:.3g}) (fitted; {what})")
+                     f"{map_after[1]:.3g})"
+                     + (f", new words ({fitted.new_word_map[0]:.3g}, "
+                        f"{fitted.new_word_map[1]:.3g})" if fitted.new_word_map else "")
+                     + f" (fitted; {what})")
     record = {"temperature": t_after, "previous_temperature": t_before,
               "score_map": list(map_after), "previous_score_map": list(map_before),
+              "score_map_new_word": (list(fitted.new_word_map) if fitted.new_word_map
+                                     else None),
+              "previous_score_map_new_word": (
+                  list(segmenter.cfg.label_score_map_new_word)
+                  if segmenter.cfg.label_known_words else None),
+              "by_word": bool(args.by_word), "kept_temperature": bool(args.keep_temperature),
               "ece_temperature_only": after_t["ece"],
               "data_roots": [str(r) for r in args.data_root], "split": args.split,
               "scenes": [sc.name for sc in scenes], "instances": len(target), "memory": memory,
@@ -356,18 +428,28 @@ def main(argv: list[str] | None = None) -> int:
     print(_fmt_stats("T only", after_t))
     print(_fmt_stats("after", after))
     for gname, g in groups.items():
-        print(f"  {gname:<8} ECE {100 * g['before']['ece']:5.1f}% -> "
-              f"{100 * g['after']['ece']:5.1f}%  ({g['after']['instances']} instances)")
+        print(f"  {gname:<20} ECE {100 * g['before']['ece']:5.1f}% -> "
+              f"{100 * g['after']['ece']:5.1f}%  (top-1 {100 * g['after']['top1']:.0f}%, "
+              f"mean score {100 * g['before']['mean_confidence']:.0f}% -> "
+              f"{100 * g['after']['mean_confidence']:.0f}%; {g['after']['instances']} "
+              "instances)")
     if cv:
         print(f"  2-fold across rooms (fit on half, measured on the other): ECE "
               f"{100 * cv['ece']:.1f}% (T only: {100 * cv['ece_temperature_only']:.1f}%; "
               f"T {cv['temperatures'][0]:.4g} / {cv['temperatures'][1]:.4g})")
     if args.write:
         student = {**manifest["student"], "label_temperature": t_after,
-                   "label_score_map": list(map_after)}
+                   "label_score_map": list(map_after),
+                   "label_score_map_new_word": (list(fitted.new_word_map)
+                                                if fitted.new_word_map else [1.0, 0.0]),
+                   "label_known_words": known_words if fitted.new_word_map else []}
         update_manifest(args.weights, student=student, calibration=record)
         print(f"wrote label_temperature {t_after:.4g} and label_score_map "
-              f"({map_after[0]:.4g}, {map_after[1]:.4g}) into {args.weights} and its manifest")
+              f"({map_after[0]:.4g}, {map_after[1]:.4g})"
+              + (f", label_score_map_new_word ({fitted.new_word_map[0]:.4g}, "
+                 f"{fitted.new_word_map[1]:.4g}) and {len(known_words)} label_known_words"
+                 if fitted.new_word_map else "")
+              + f" into {args.weights} and its manifest")
     logger.info("wrote %s, reliability_before.png, reliability_after.png",
                 out / "calibration.json")
     return 0

@@ -120,6 +120,39 @@ def fit_score_map(confidence: np.ndarray, correct: np.ndarray, l2: float = 1e-3,
     return float(w[0]), float(w[1])
 
 
+MIN_GROUP_MASKS = 30  # fewest masks a kind of word needs for a score map of its own
+
+
+def fit_word_maps(sim: np.ndarray, target: np.ndarray, temperature: float,
+                  new_word: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(map of labels predicting a training word, map of labels predicting a new word): one
+    Platt map (``fit_score_map``) per kind of *predicted* word, of similarities [N, C] with
+    true classes [N] at ``temperature``; ``new_word`` bool [C] marks the vocabulary's words
+    the weights never trained on.
+
+    Why: one map fitted on both kinds was right on average only because they err in
+    opposite directions on dev rooms (a training word right less often than its score, a new
+    word far more often). The kind is read off the prediction, which inference knows.
+    Raises ValueError when a kind has fewer than ``MIN_GROUP_MASKS`` masks or its map does not
+    increase (too few to fit).
+    """
+    sim = np.asarray(sim, np.float64)
+    conf, ok = top1(sim, target, temperature)
+    pred_new = np.asarray(new_word, bool)[sim.argmax(axis=1)] if len(sim) else np.zeros(0, bool)
+    maps = []
+    for kind, mask in (("a training word", ~pred_new), ("a new word", pred_new)):
+        if mask.sum() < MIN_GROUP_MASKS:
+            raise ValueError(f"{int(mask.sum())} masks predicted {kind}: at least "
+                             f"{MIN_GROUP_MASKS} are needed for a map of its own (add dev "
+                             "rooms, or fit one map for every word)")
+        a, b = fit_score_map(conf[mask], ok[mask])
+        if a <= 0:
+            raise ValueError(f"the map of labels predicting {kind} does not increase "
+                             f"({a:.3g}, {b:.3g}): too few or too noisy masks to fit it")
+        maps.append((a, b))
+    return maps[0], maps[1]
+
+
 def reliability_bins(confidence: np.ndarray, correct: np.ndarray,
                      bins: int = DEFAULT_BINS) -> dict[str, Any]:
     """Per-bin statistics of top-1 confidences [N] and whether each top-1 was right [N].
@@ -172,18 +205,22 @@ def top1(sim: np.ndarray, target: np.ndarray, temperature: float
 
 def calibration_stats(sim: np.ndarray, target: np.ndarray, temperature: float,
                       bins: int = DEFAULT_BINS,
-                      score_map: tuple[float, float] = (1.0, 0.0)) -> dict[str, Any]:
+                      score_map: Any = (1.0, 0.0)) -> dict[str, Any]:
     """ECE, NLL, top-1 and the reliability bins of the top-1 label scores of similarities
     [N, C] with true classes [N] at ``temperature``, mapped by ``score_map`` (NLL: of the
-    softmax at T)."""
+    softmax at T): one (a, b), or one per word [C, 2] (``labelling.word_score_maps``), each
+    score then mapped by its predicted word's."""
     from folk_model.labelling import calibrated_scores
 
     sim = np.asarray(sim, np.float64)
     target = np.asarray(target, np.int64)
     conf, ok = top1(sim, target, temperature)
-    conf = calibrated_scores(conf, score_map).astype(np.float64)
+    maps = np.asarray(score_map, np.float64)
+    if maps.ndim == 2 and len(sim):
+        maps = maps[sim.argmax(axis=1)]
+    conf = calibrated_scores(conf, maps).astype(np.float64)
     rel = reliability_bins(conf, ok, bins)
-    return {"temperature": float(temperature), "score_map": [float(v) for v in score_map],
+    return {"temperature": float(temperature), "score_map": np.asarray(score_map).tolist(),
             "ece": rel["ece"], "mce": rel["mce"],
             "nll": nll(sim, target, temperature), "top1": rel["accuracy_all"],
             "mean_confidence": rel["confidence_all"], "instances": rel["instances"],

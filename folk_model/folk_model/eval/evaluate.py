@@ -116,7 +116,8 @@ def evaluate_scenes(
     ev_s = InstanceAPEvaluator(vocabulary, novel, min_region_size, class_groups)
     ev_t = InstanceAPEvaluator(vocabulary, novel, min_region_size, class_groups)
     student_t = float(getattr(segmenter.cfg, "label_temperature", 0.01))
-    student_map = tuple(getattr(segmenter.cfg, "label_score_map", (1.0, 0.0)))
+    student_map = (segmenter.score_maps(vocabulary) if hasattr(segmenter, "score_maps")
+                   else tuple(getattr(segmenter.cfg, "label_score_map", (1.0, 0.0))))
     rec = {"student": RecognitionEvaluator(vocabulary, text_embeddings, novel,
                                            temperature=student_t, score_map=student_map),
            "teacher": RecognitionEvaluator(vocabulary, text_embeddings, novel)}

@@ -34,20 +34,24 @@ class RecognitionEvaluator:
         top_k: the wider accuracy reported beside top-1.
         temperature: softmax temperature of the label scores (the student's
             ``cfg.label_temperature``); only the calibration figures depend on it.
-        score_map: the Platt map of the scores (``cfg.label_score_map``); ECE and the
+        score_map: the Platt map of the scores (``cfg.label_score_map``), or one per word of
+            the vocabulary [C, 2] (``StudentSegmenter.score_maps``); ECE and the
             reliability diagram are of the mapped scores, NLL of the softmax at T.
     """
 
     def __init__(self, vocabulary: Sequence[str], text_embeddings: np.ndarray,
                  novel: Sequence[str] = (), top_k: int = 5,
                  temperature: float = 0.01,
-                 score_map: tuple[float, float] = (1.0, 0.0)) -> None:
+                 score_map: Any = (1.0, 0.0)) -> None:
         self.vocabulary = list(vocabulary)
         self.text = np.asarray(text_embeddings, np.float32)
         self.novel = set(novel)
         self.top_k = top_k
         self.temperature = float(temperature)
-        self.score_map = (float(score_map[0]), float(score_map[1]))
+        maps = np.asarray(score_map, np.float64)
+        # one (a, b) per word: the map of an instance's predicted word scores it
+        self.score_maps = (maps if maps.ndim == 2
+                           else np.tile(maps.reshape(1, 2), (len(self.vocabulary), 1)))
         self.reset()
 
     def reset(self) -> None:
@@ -74,8 +78,8 @@ class RecognitionEvaluator:
             self._cls.append(gt_labels[i])
             self._rank.append(r if has else -1)
             self._pred.append(self.vocabulary[int(lab.topk_index[j][0])] if has else "")
-            self._conf.append(float(calibrated_scores(lab.topk_score[j][:1],
-                                                      self.score_map)[0]))
+            self._conf.append(float(calibrated_scores(
+                lab.topk_score[j][:1], self.score_maps[int(lab.topk_index[j][0])])[0]))
             self._p_true.append(float(lab.topk_score[j][r]))
 
     def evaluate(self) -> dict[str, Any]:
@@ -121,7 +125,10 @@ class RecognitionEvaluator:
 
         rel = reliability_bins(np.array(self._conf), np.array(self._rank) == 0)
         p = np.clip(np.array(self._p_true, np.float64), 1e-12, 1.0)
-        return {"temperature": self.temperature, "score_map": list(self.score_map),
+        distinct = np.unique(self.score_maps, axis=0) if len(self.score_maps) else np.zeros((0, 2))
+        # one map: (a, b); a map per kind of word: each distinct (a, b)
+        score_map = distinct[0].tolist() if len(distinct) == 1 else distinct.tolist()
+        return {"temperature": self.temperature, "score_map": score_map,
                 "ece": rel["ece"], "mce": rel["mce"],
                 "nll": float(-np.mean(np.log(p))) if len(p) else float("nan"),
                 "mean_confidence": rel["confidence_all"], "reliability": rel}
