@@ -261,8 +261,7 @@ def test_a_score_map_per_kind_of_word() -> None:
     scores all go through its best word's map, so the top-k keeps its order."""
     from folk_model.eval.calibrate import fit
     from folk_model.eval.calibration import expected_calibration_error, top1
-    from folk_model.labelling import (calibrated_scores, label_embeddings, word_key,
-                                      word_score_maps)
+    from folk_model.labelling import calibrated_scores, label_embeddings, word_key, word_score_maps
 
     rng = np.random.default_rng(1)
     n, c = 6000, 6
@@ -312,10 +311,9 @@ def test_a_score_map_per_kind_of_word() -> None:
 def test_weights_carry_the_new_word_map_to_the_node(tmp_path: Path) -> None:
     """The per-kind map travels in the weights' manifest; the node reads it, and refuses at
     start a map that does not increase (it would turn thresholds over)."""
-    from folk_ros.node import StartupError, label_new_word_map, label_score_map
-
     from folk_model.config import StudentConfig, from_dict, to_dict
     from folk_model.student import FolkStudent, StudentSegmenter
+    from folk_ros.node import StartupError, label_new_word_map, label_score_map
 
     cfg = StudentConfig(channels=(8, 16), embed_dim=8, feat_dim=8, head_hidden=16,
                         label_score_map=(0.4, 0.2), label_score_map_new_word=(1.5, 0.9),

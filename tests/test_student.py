@@ -240,6 +240,29 @@ def test_a_known_floor_turns_a_top_taken_for_the_floor_into_a_proposal() -> None
     assert len(alone) == 1 and is_top[alone[0].point_indices].mean() > 0.95
 
 
+def test_a_view_with_nothing_tall_proposes_its_floor_as_a_top() -> None:
+    """With no known floor, ``top_max_rise`` tells a view over a table (nothing in it rises
+    far above the estimated floor) from a room: the table-top view proposes its top as
+    with a known floor; the same view with a wall standing 2 m tall in it does not, nor
+    does anything when the option is off (0)."""
+    torch.manual_seed(0)
+    cfg = small_cfg(fg_threshold=0.5, top_max_rise=0.6)
+    seg = StudentSegmenter(FolkStudent(cfg), cfg)
+    p, c, is_top = _table_top_view()
+    net = seg.forward(p, c)
+    assert len(net.top_sets) == 1
+    on_top = is_top[seg.propose(net, dataclasses.replace(cfg, fg_threshold=1.01))
+                    .instances[0].point_indices]
+    assert on_top.mean() > 0.95 and on_top.sum() > 0.95 * is_top.sum()
+    rng = np.random.default_rng(1)
+    wall = np.column_stack([rng.uniform(0, 1.2, 4000), np.full(4000, 0.8),
+                            rng.uniform(0.75, 2.75, 4000)]).astype(np.float32)
+    with_wall = np.concatenate([p, wall])
+    assert seg.forward(with_wall, np.full((len(with_wall), 3), 128, np.uint8)).top_sets == []
+    off = StudentSegmenter(seg.model, dataclasses.replace(cfg, top_max_rise=0.0))
+    assert off.forward(p, c).top_sets == []
+
+
 def test_segment_returns_instances(segmenter: StudentSegmenter) -> None:
     p, c, _, _ = toy_room()
     res = segmenter.segment(p, c)

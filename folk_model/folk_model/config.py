@@ -131,6 +131,14 @@ class StudentConfig:
     # voxels on the room's bounding planes (floor, walls, ceiling; RANSAC) are background
     # whatever the network says, so that no proposal can swallow them (needs floor_frame)
     structure_prior: bool = True
+    # the prior's walls: refit each RANSAC wall's direction to its own points before judging
+    # it (student/floor.py _refine_structural); without, a noisy map's three-point normals
+    # were off by degrees and whole walls were rejected
+    structure_refine: bool = False
+    # metres beyond a candidate wall where a point counts as outside the room (a wall bounds
+    # the room when almost nothing lies there: floor.py _bounds_room); 0.1 = twice the
+    # inlier distance, the first prior's; a noisy map's wall is itself thicker than that
+    structure_outside_gap: float = 0.1
     # test-time rotations about the vertical axis whose foreground probabilities and centre
     # offsets are averaged before grouping: 1 (off), 2 (0 and 180 deg) or 4 (every 90 deg);
     # these turns map the voxel grid onto itself, so every pass sees the same voxels and only
@@ -146,6 +154,11 @@ class StudentConfig:
     # view and gave these 0.01-0.14 on dev close-ups, under min_score; geometry, not the
     # network, proposes them, so they get this neutral score
     top_score: float = 0.5
+    # with no known floor, a view in which the 98th percentile of heights above the estimated
+    # floor is under this many metres is a view over a furniture top (a manipulator's camera
+    # over a table: no wall or tall furniture in it, while every room and every frame of one
+    # has them), and that "floor" is proposed as with a known floor (top_sets). 0 = off
+    top_max_rise: float = 0.0
     # softmax temperature of the label scores (labelling.label_embeddings): fitted on dev rooms
     # by the calibration tool (folk-calibrate --write), so that a score of 0.9 is right about
     # 9 times in 10; stored with the weights because StudentConfig is in their manifest
