@@ -48,7 +48,11 @@ from rcl_interfaces.msg import (
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import (
+    InvalidParameterTypeException,
+    InvalidParameterValueException,
+    ParameterUninitializedException,
+)
 from rclpy.executors import (
     ExternalShutdownException,
     MultiThreadedExecutor,
@@ -160,6 +164,14 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
                      "table top that fills the view (a camera over a table, no floor seen) "
                      "from the floor, so that the top becomes an instance instead of "
                      "background", True, None),
+    "top_max_rise": (-1.0, "where the floor is unknown: a map in which nothing rises this many "
+                     "metres above the estimated floor is taken for a view over a table "
+                     "top, and the top is proposed as an instance (an arm's camera; 0.5 "
+                     "recovered dev close-ups 38.2 -> 50.0 AP50). A bare floor seen with "
+                     "nothing tall on it is then proposed too (real frames of bottles on a "
+                     "carpet: the carpet, 84% of the frame), so it is off in the demo "
+                     "weights; 0 = off, -1 = as the weights say "
+                     "(docs/results/world.md, session 23)", True, (-1.0, 3.0)),
     "distortion": ("rectify", "'rectify': images are raw, undo camera_info's plumb_bob / "
                    "rational_polynomial / equidistant distortion; 'rectified': images are "
                    "already rectified (image_rect), D ignored, P used", True, None),
@@ -401,6 +413,8 @@ class FolkNode(Node):
         # restarted node must not leave the previous process's markers on screen.
         self._clear_timer = self.create_timer(1.0, self._clear_markers_once,
                                               callback_group=timers)
+        if p["top_max_rise"] >= 0:
+            self.backend.segmenter.cfg.top_max_rise = float(p["top_max_rise"])
         segment = self.backend.segmenter.segment
         if p["floor_height"] is not None:
             segment = functools.partial(segment, floor_z=float(p["floor_height"]))
@@ -421,14 +435,19 @@ class FolkNode(Node):
 
     # ================================================================= parameters
     def _declare_parameters(self) -> None:
+        """Declare every parameter with its descriptor; a start-up value outside its range
+        or of the wrong type is a StartupError naming it (rclpy raises at declaration)."""
         for name, (default, text, ro, rng) in PARAMS.items():
             lo, hi = rng if rng else (None, None)
             desc = _desc(text, ro, lo, hi, integer=name in INT_PARAMS)
-            if default is None:  # unset by default: typed (a double array unless listed)
-                self.declare_parameter(name, UNSET_TYPES.get(name, Parameter.Type.DOUBLE_ARRAY),
-                                       desc)
-            else:
-                self.declare_parameter(name, default, desc)
+            try:
+                if default is None:  # unset by default: typed (a double array unless listed)
+                    self.declare_parameter(
+                        name, UNSET_TYPES.get(name, Parameter.Type.DOUBLE_ARRAY), desc)
+                else:
+                    self.declare_parameter(name, default, desc)
+            except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+                raise StartupError(f"invalid parameters: {name}: {exc}") from exc
 
     def _value(self, name: str) -> Any:
         """A parameter's value; None for a typed parameter left unset (camera_mounting,
@@ -1012,6 +1031,7 @@ class FolkNode(Node):
             "segment_nice": self.worker.nice_applied,
             "gil_switch_ms": f"{sys.getswitchinterval() * 1e3:.3g}",
             "tta_rotations": str(self.backend.segmenter.cfg.tta_rotations),
+            "top_max_rise": f"{self.backend.segmenter.cfg.top_max_rise:g}",
             "floor_height": "unknown" if self.p["floor_height"] is None
                             else f"{self.p['floor_height']:g}",
             "texts_cached": self.vocab.cached_texts,
