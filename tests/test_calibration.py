@@ -154,6 +154,8 @@ def test_folk_calibrate_refuses_test_rooms_and_writes_the_temperature(
     t = report["temperature"]
     assert report["instances"] > 0 and report["previous_temperature"] == shipped_t
     assert report["clouds"] == ["scan", "fused"]  # the node's fused map too
+    # the check across objects: fitted on half the meshes, measured on the others
+    assert "ece_two_fold_meshes" in report
     assert {"on scan", "on fused"} <= set(report["groups"])
     assert t != shipped_t and report["after"]["nll"] <= report["before"]["nll"] + 1e-9
     assert "ECE" in capsys.readouterr().out

@@ -57,6 +57,17 @@ def objects_on_training_meshes(scene: Any, train_meshes: set[str]) -> dict[int, 
     return out
 
 
+def object_meshes(scene: Any) -> dict[int, str]:
+    """Per annotated object of ``scene`` (instance id): the uid of its mesh. Empty for rooms
+    without mesh records (real scans)."""
+    out: dict[int, str] = {}
+    for o in (getattr(scene, "meta", None) or {}).get("objects", []):
+        iid, uid = o.get("instance_id"), o.get("model")
+        if iid is not None and uid:
+            out[int(iid)] = str(uid)
+    return out
+
+
 def mesh_groups(scenes: Sequence[Any], manifest: dict[str, Any],
                 data_roots: Sequence[str | Path], vocabulary: Sequence[str]
                 ) -> tuple[dict[str, list[str]], dict[str, bool]]:
