@@ -331,3 +331,24 @@ def test_weights_carry_the_new_word_map_to_the_node(tmp_path: Path) -> None:
     seg.cfg.label_known_words = ()  # one map for every word: the second map is unused
     assert label_new_word_map(seg) is None
     assert seg.score_maps(["table", "couch"]).tolist() == [[0.4, 0.2], [0.4, 0.2]]
+
+
+def test_two_fold_across_meshes_sees_what_rooms_hide() -> None:
+    """Rooms that repeat the same objects: every room holds one mask of mesh A (always named
+    right) and one of mesh B (always wrong) at the same scores. Folds of rooms each see both
+    meshes, so the fitted map reads ~50% and the check looks calibrated; folds of meshes fit
+    on one and measure the other, which is what a user's own objects meet."""
+    from folk_model.eval.calibrate import _two_fold
+
+    rng = np.random.default_rng(0)
+    n_rooms, c = 40, 4
+    sim = rng.normal(0, 0.01, (2 * n_rooms, c))
+    sim[:, 0] += 0.3  # word 0 predicted everywhere, at about the same score
+    target = np.tile([0, 1], n_rooms)  # mesh A's masks are class 0, mesh B's class 1
+    rooms = np.repeat(np.arange(n_rooms), 2)
+    meshes = np.array(["A", "B"] * n_rooms, dtype=object)
+    by_room = _two_fold(sim, target, rooms, 10, temperature=0.1)
+    by_mesh = _two_fold(sim, target, meshes, 10, temperature=0.1)
+    assert by_room["ece"] < 0.15
+    assert by_mesh["ece"] > 0.4
+    assert _two_fold(sim, target, np.array(["A"] * len(sim), dtype=object), 10) == {}
