@@ -352,3 +352,26 @@ def test_two_fold_across_meshes_sees_what_rooms_hide() -> None:
     assert by_room["ece"] < 0.15
     assert by_mesh["ece"] > 0.4
     assert _two_fold(sim, target, np.array(["A"] * len(sim), dtype=object), 10) == {}
+
+
+def test_mesh_weights_count_each_mesh_once() -> None:
+    """A mesh repeated in many rooms weighs as much as one seen once: weights 1/(its masks),
+    and a weighted fit equals the unweighted fit on a sample where each mesh appears alike.
+    Without a mesh record for every mask (real scans) the weights are equal (None)."""
+    from folk_model.eval.calibration import fit_score_map, mesh_weights
+
+    assert mesh_weights(["a", "b", "a", "a"]).tolist() == pytest.approx([1 / 3, 1, 1 / 3, 1 / 3])
+    assert mesh_weights(["a", None]) is None and mesh_weights([]) is None
+    rng = np.random.default_rng(2)
+    p_a, p_b = rng.uniform(0.2, 0.9, 50), rng.uniform(0.2, 0.9, 50)
+    ok_a, ok_b = rng.random(50) < p_a * 0.6, rng.random(50) < p_b
+    # mesh "a" repeated in three rooms: its masks appear three times over
+    p = np.concatenate([p_a, p_a, p_a, p_b])
+    ok = np.concatenate([ok_a, ok_a, ok_a, ok_b])
+    mesh = ["a"] * 150 + ["b"] * 50
+    weighted = fit_score_map(p, ok, weights=mesh_weights(mesh))
+    once = fit_score_map(np.concatenate([p_a, p_b]), np.concatenate([ok_a, ok_b]))
+    assert weighted == pytest.approx(once, abs=1e-6)
+    assert fit_score_map(p, ok) != pytest.approx(once, abs=1e-3)
+    with pytest.raises(ValueError, match="weights"):
+        fit_score_map(p, ok, weights=np.zeros(len(p)))
