@@ -4,10 +4,10 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test test-fast lint format demo data data-dev2 data-dev3 data-test teacher train eval sweep report bench clean
+.PHONY: help setup test test-fast lint format demo data data-dev2 data-dev3 data-dev4 data-test teacher train eval sweep report bench clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 setup:  ## create .venv and install everything (idempotent; seconds when nothing changed)
 	bash scripts/setup.sh
@@ -41,6 +41,9 @@ data-dev2:  ## 20 fresh dev rooms (seed 2, dev meshes) into data/dev2: confirm a
 data-dev3:  ## 20 more fresh dev rooms (seed 3) into data/dev3: a second confirmation set
 	$(VENV)/bin/folk-synth --out data/dev3 --scenes 20 --seed 3 --split dev --first-index 3000
 
+data-dev4:  ## 20 more fresh dev rooms (seed 4): with dev..dev3, the label-score map's fit (make train)
+	$(VENV)/bin/folk-synth --out data/dev4 --scenes 20 --seed 4 --split dev --first-index 4000
+
 data-test:  ## 24 frozen test rooms (seed 5, test meshes only) into data/test; report only, never tune
 	$(VENV)/bin/folk-synth --out data/test --scenes $(TEST_SCENES) --seed 5 --split test --preview
 
@@ -48,7 +51,7 @@ teacher:  ## 2D teacher embeddings for every training room of data/synth (resuma
 	$(VENV)/bin/folk-teacher data/synth --split train --out data/synth/teacher --config folk_model/folk_model/configs/teacher_offline.yaml --picture
 
 STAGE3 := runs/demo_offline_stage3/student.pt
-train:  ## the demo weights' whole recipe: 3 distillation stages, dev-room choices, proposal refit
+train:  ## the demo weights' whole recipe: 3 stages, dev-room choices, proposal refit, score map (make data-dev2 data-dev3 data-dev4 first)
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_stage1.yaml
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline.yaml
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_stage3.yaml
@@ -57,6 +60,7 @@ train:  ## the demo weights' whole recipe: 3 distillation stages, dev-room choic
 	$(VENV)/bin/folk-calibrate --weights $(STAGE3) --data-root data/synth --split dev --out runs/calib --write
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_prop14.yaml
 	$(PY) bench/sweep_proposals.py --data-root data/synth --split dev --weights runs/demo_offline_prop14/student.pt --write
+	$(VENV)/bin/folk-calibrate --weights runs/demo_offline_prop14/student.pt --data-root data/synth data/dev2 data/dev3 data/dev4 --split dev --out runs/calib_map --keep-temperature --write
 	@echo "runs/demo_offline_prop14/student.pt is the recipe's result (the shipped file's counterpart)"
 
 WEIGHTS ?= folk_model/folk_model/weights/folk_demo_offline.pt
