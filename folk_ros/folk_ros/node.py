@@ -296,7 +296,8 @@ class FolkNode(Node):
         self.label_temperature = label_temperature(self.backend.segmenter)
         self.label_score_map = label_score_map(self.backend.segmenter)
         # labels of a word the weights never trained on have their own map when the weights
-        # carry one (folk-calibrate --by-word): the same score meant other odds for them
+        # carry one (folk-calibrate --by-word; the demo weights do not: fitted on dev rooms it
+        # overstated new-word labels on test, docs/results/world.md session 23)
         self.label_new_word_map = label_new_word_map(self.backend.segmenter)
         self.label_known_words = tuple(self.backend.segmenter.cfg.label_known_words)
         calibrated = bool(self.backend.manifest.get("calibration"))
