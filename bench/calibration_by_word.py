@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from folk_model.eval.calibrate import Fitted, fit
     from folk_model.eval.calibration import reliability_bins, top1
-    from folk_model.labelling import calibrated_scores, word_key
+    from folk_model.labelling import calibrated_scores, new_words
     from folk_model.student import load_weights
     from folk_model.train.data import TestSceneError
     from folk_model.vl import create_vl_encoder, load_vl_config
@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     seg, manifest = load_weights(args.weights, "cpu")
     encoder = create_vl_encoder(load_vl_config(None, manifest, "cpu"), text_only=True)
     temperature = float(seg.cfg.label_temperature)
-    trained = {word_key(w) for w in manifest["training"]["classes"]}
     try:
         fit_sim, fit_target, _, vocab = _embed(seg, manifest, encoder, args.fit)
         sim, target, room, vocab_check = _embed(seg, manifest, encoder, args.check)
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if vocab_check != vocab:
         print("--fit and --check roots have different class lists", file=sys.stderr)
         return 2
-    new_word = np.array([word_key(w) not in trained for w in vocab], bool)
+    new_word = new_words(vocab, manifest["training"]["classes"])
     fits = {
         "the weights' map (W)": Fitted(temperature, tuple(seg.cfg.label_score_map)),
         "one map refitted (S)": fit(fit_sim, fit_target, temperature),

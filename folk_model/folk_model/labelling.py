@@ -124,10 +124,24 @@ def word_score_maps(words: Sequence[str], score_map: tuple[float, float],
     trained on far more often; docs/results/world.md, sessions 22-23). With no
     ``new_word_map`` or no ``known_words``, every word gets ``score_map``.
     """
-    maps = np.tile(np.asarray(score_map, np.float64), (len(words), 1)).reshape(len(words), 2)
-    if new_word_map is not None and len(known_words):
-        known = {word_key(w) for w in known_words}
-        new = np.array([word_key(w) not in known for w in words], bool)
+    if new_word_map is None or not len(known_words):
+        return score_maps_by_kind(np.zeros(len(words), bool), score_map)
+    return score_maps_by_kind(new_words(words, known_words), score_map, new_word_map)
+
+
+def new_words(words: Sequence[str], known_words: Sequence[str]) -> np.ndarray:
+    """bool [M]: which of ``words`` are not among ``known_words`` (``word_key`` spelling)."""
+    known = {word_key(w) for w in known_words}
+    return np.array([word_key(w) not in known for w in words], bool).reshape(len(words))
+
+
+def score_maps_by_kind(new_word: np.ndarray, score_map: tuple[float, float],
+                       new_word_map: tuple[float, float] | None = None) -> np.ndarray:
+    """float [M, 2]: ``score_map`` for each word, ``new_word_map`` (when given) for the words
+    ``new_word`` (bool [M]) marks."""
+    new = np.asarray(new_word, bool).reshape(-1)
+    maps = np.tile(np.asarray(score_map, np.float64), (len(new), 1)).reshape(len(new), 2)
+    if new_word_map is not None:
         maps[new] = np.asarray(new_word_map, np.float64)
     return maps
 

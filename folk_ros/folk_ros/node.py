@@ -70,7 +70,7 @@ from visualization_msgs.msg import MarkerArray
 from folk_model.config import TTA_ROTATIONS, TTA_ROTATIONS_CUDA, FusionConfig, VLConfig
 from folk_model.fusion import compile_kernels
 from folk_model.fusion.voxel_map import MapSnapshot, VoxelMap
-from folk_model.labelling import label_embeddings, phrase_scores, word_score_maps
+from folk_model.labelling import label_embeddings, phrase_scores
 from folk_msgs.msg import Instance, InstanceArray
 from folk_msgs.srv import QueryInstances, SetVocabulary
 from folk_ros.backend import StartupError, load_backend, missing_file
@@ -299,7 +299,6 @@ class FolkNode(Node):
         # carry one (folk-calibrate --by-word; the demo weights do not: fitted on dev rooms it
         # overstated new-word labels on test, docs/results/world.md session 23)
         self.label_new_word_map = label_new_word_map(self.backend.segmenter)
-        self.label_known_words = tuple(self.backend.segmenter.cfg.label_known_words)
         calibrated = bool(self.backend.manifest.get("calibration"))
         self.get_logger().info(
             f"model ready in {time.perf_counter() - t0:.1f} s: encoder {self.encoder_name}, "
@@ -925,10 +924,11 @@ class FolkNode(Node):
         return labels, order, scores, lab.label_index
 
     def _score_maps(self, words: list[str]) -> np.ndarray:
-        """The Platt map of each word's scores [M, 2] (``labelling.word_score_maps``): a
-        query phrase is scored with the map of its kind of word, as a label would be."""
-        return word_score_maps(words, self.label_score_map, self.label_new_word_map,
-                               self.label_known_words)
+        """The Platt map of each word's scores [M, 2], as the weights say
+        (``StudentSegmenter.score_maps``; checked at start by ``label_score_map`` and
+        ``label_new_word_map``): a query phrase is scored with the map of its kind of word,
+        as a label would be."""
+        return self.backend.segmenter.score_maps(words)
 
     def _srv_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         """Clear map, instances and markers; a run in flight can no longer publish (its

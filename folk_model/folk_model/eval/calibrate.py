@@ -182,10 +182,9 @@ class Fitted:
 
     def maps(self, new_word: np.ndarray) -> np.ndarray:
         """One (a, b) per vocabulary word [C, 2] (``new_word`` bool [C])."""
-        out = np.tile(np.asarray(self.score_map, np.float64), (len(new_word), 1))
-        if self.new_word_map is not None:
-            out[np.asarray(new_word, bool)] = self.new_word_map
-        return out
+        from folk_model.labelling import score_maps_by_kind
+
+        return score_maps_by_kind(new_word, self.score_map, self.new_word_map)
 
 
 def fit(sim: np.ndarray, target: np.ndarray, temperature: float | None = None,
@@ -310,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.data.loader import SceneError
     from folk_model.eval.calibration import calibration_stats, plot_reliability
     from folk_model.eval.cli import evaluation_vocabulary
-    from folk_model.labelling import normalize, word_key
+    from folk_model.labelling import new_words, normalize
     from folk_model.student import WeightsError, load_weights
     from folk_model.student.weights import check_encoder, update_manifest
     from folk_model.vl import create_vl_encoder, load_vl_config
@@ -380,8 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.by_word and not known_words:
         logger.error("--by-word: the weights' manifest lists no training classes")
         return 2
-    new_word = (np.array([word_key(w) not in {word_key(k) for k in known_words}
-                          for w in vocab], bool) if args.by_word else None)
+    # the vocabulary's words the weights never trained on (None: no record of their classes)
+    is_new = new_words(vocab, known_words) if known_words else None
+    new_word = is_new if args.by_word else None
     from folk_model.eval.calibration import mesh_weights
 
     weights = None if args.no_mesh_weights else mesh_weights(mesh)
@@ -401,9 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     on_cloud = [(f"on {c}", np.array([x == c for x in cloud], bool)) for c in args.clouds
                 if len(args.clouds) > 1]
     by_word = []
-    if known_words:  # by the kind of word each mask's label is (its predicted word)
-        trained = np.array([word_key(w) in {word_key(k) for k in known_words} for w in vocab])
-        pred_trained = trained[sim.argmax(axis=1)]
+    if is_new is not None:  # by the kind of word each mask's label is (its predicted word)
+        pred_trained = ~is_new[sim.argmax(axis=1)]
         by_word = [("said a training word", pred_trained), ("said a new word", ~pred_trained)]
     for gname, mask in (("base", ~is_novel), ("novel", is_novel), *on_cloud, *by_word):
         if mask.any():

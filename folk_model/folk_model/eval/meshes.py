@@ -49,12 +49,7 @@ def mesh_seen_by_class(scenes: Sequence[Any], train_meshes: set[str],
 def objects_on_training_meshes(scene: Any, train_meshes: set[str]) -> dict[int, bool]:
     """Per annotated object of ``scene`` (instance id): whether its mesh is one the weights
     trained on. Empty for rooms without mesh records (real scans)."""
-    out: dict[int, bool] = {}
-    for o in (getattr(scene, "meta", None) or {}).get("objects", []):
-        iid, uid = o.get("instance_id"), o.get("model")
-        if iid is not None and uid:
-            out[int(iid)] = uid in train_meshes
-    return out
+    return {iid: uid in train_meshes for iid, uid in object_meshes(scene).items()}
 
 
 def object_meshes(scene: Any) -> dict[int, str]:

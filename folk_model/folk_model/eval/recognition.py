@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from folk_model.labelling import calibrated_scores, label_embeddings
+from folk_model.labelling import calibrated_scores, label_embeddings, score_maps_by_kind
 
 
 class RecognitionEvaluator:
@@ -50,8 +50,8 @@ class RecognitionEvaluator:
         self.temperature = float(temperature)
         maps = np.asarray(score_map, np.float64)
         # one (a, b) per word: the map of an instance's predicted word scores it
-        self.score_maps = (maps if maps.ndim == 2
-                           else np.tile(maps.reshape(1, 2), (len(self.vocabulary), 1)))
+        self.score_maps = (maps if maps.ndim == 2 else
+                           score_maps_by_kind(np.zeros(len(self.vocabulary), bool), tuple(maps)))
         self.reset()
 
     def reset(self) -> None:
