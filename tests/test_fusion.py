@@ -155,8 +155,8 @@ def test_compiled_frame_binning_matches_numpy():
     pose[:3, 3] += [-1.2, 0.7, 2.0]
     vs, cfg = 0.05, FusionConfig(min_depth=0.2, max_depth=4.0)
     for s in (1, 3):
-        keys, means, n = bin_frame(depth, color, s, K[0, 0], K[1, 1], K[0, 2], K[1, 2], pose,
-                                   cfg.min_depth, cfg.max_depth, vs)
+        keys, means, n = bin_frame(depth, 1.0, color, s, K[0, 0], K[1, 1], K[0, 2], K[1, 2],
+                                   pose, cfg.min_depth, cfg.max_depth, vs)
         d = depth[::s, ::s].astype(np.float64)
         v, u = np.nonzero((d > cfg.min_depth) & (d < cfg.max_depth))
         z = d[v, u]
@@ -183,8 +183,8 @@ def _reference_map(frames, cfg: FusionConfig):
 
     vox: dict[int, list] = {}  # key -> [xyz sum (3), rgb sum (3), weight, last frame]
     for n, (d, c, pose) in enumerate(frames, 1):
-        keys, means, _ = bin_frame(d, c, cfg.pixel_stride, K[0, 0], K[1, 1], K[0, 2], K[1, 2],
-                                   pose, cfg.min_depth, cfg.max_depth, cfg.voxel_size)
+        keys, means, _ = bin_frame(d, 1.0, c, cfg.pixel_stride, K[0, 0], K[1, 1], K[0, 2],
+                                   K[1, 2], pose, cfg.min_depth, cfg.max_depth, cfg.voxel_size)
         for key, m in zip(keys.tolist(), means, strict=True):
             v = vox.get(key)
             if v is None:
@@ -229,3 +229,30 @@ def test_map_matches_a_plain_reference_through_eviction_and_row_reuse():
     assert np.array_equal(snap.keys, keys)
     assert np.allclose(snap.points, pts, atol=1e-5)
     assert np.abs(snap.colors.astype(int) - np.clip(np.rint(cols), 0, 255)).max() <= 1
+
+
+def test_millimetre_depth_fuses_like_metres_without_a_converted_copy():
+    """uint16 millimetres with depth_scale 0.001 (how the node passes a 16UC1 image) give
+    the map that float metres give; integer depth without a scale, or a scale on float depth,
+    is refused rather than read as metres."""
+    rng = np.random.default_rng(5)
+    # Depths off the 5 cm voxel boundaries: a depth exactly on one (every 50 mm) may fall
+    # either side after float32 rounding in the metres path.
+    mm = (50 * rng.integers(6, 90, (48, 64)) + rng.integers(5, 45, (48, 64))).astype(np.uint16)
+    mm[rng.random((48, 64)) < 0.1] = 0  # no reading
+    c = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    cfg = FusionConfig(keyframe_translation=0.0, keyframe_rotation_deg=0.0, voxel_size=0.05)
+    a, b = VoxelMap(cfg), VoxelMap(cfg)
+    for i in range(3):
+        pose = _pose(x=0.1 * i, yaw_deg=5.0 * i)
+        ra = a.integrate(mm, c, K, pose, depth_scale=0.001)
+        rb = b.integrate(mm.astype(np.float64) * 0.001, c, K, pose)
+        assert ra.points_in == rb.points_in > 0
+    sa, sb = a.snapshot(), b.snapshot()
+    assert len(np.setxor1d(sa.keys, sb.keys)) <= 0.01 * len(sb.keys)  # float32 rounding only
+    common, ia, ib = np.intersect1d(sa.keys, sb.keys, return_indices=True)
+    assert len(common) > 100 and np.allclose(sa.points[ia], sb.points[ib], atol=1e-4)
+    with pytest.raises(ValueError, match="depth_scale"):
+        VoxelMap().integrate(mm, c, K, _pose())
+    with pytest.raises(ValueError, match="depth_scale"):
+        VoxelMap().integrate(mm * 0.001, c, K, _pose(), depth_scale=0.001)

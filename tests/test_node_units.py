@@ -21,7 +21,7 @@ from folk_ros.conversions import (
     InputError,
     cloud_to_numpy,
     color_to_rgb,
-    depth_to_meters,
+    depth_image,
     make_cloud,
     make_markers,
     numpy_to_image,
@@ -37,17 +37,18 @@ def test_images_roundtrip_all_encodings_and_padding():
     assert np.array_equal(color_to_rgb(numpy_to_image(rgb, "rgb8", Header())), rgb)
     assert np.array_equal(color_to_rgb(numpy_to_image(rgb[..., ::-1], "bgr8", Header())), rgb)
     mm = np.array([[0, 1000], [2500, 65535]], np.uint16)
-    d, bad = depth_to_meters(numpy_to_image(mm, "16UC1", Header()))
-    assert d.dtype == np.float32 and d[1, 0] == pytest.approx(2.5) and bad == 0
+    d, scale, bad = depth_image(numpy_to_image(mm, "16UC1", Header()))
+    assert d.dtype == np.uint16 and d[1, 0] * scale == pytest.approx(2.5) and bad == 0
     f = np.array([[np.nan, 1.0], [np.inf, -2.0]], np.float32)
-    d, bad = depth_to_meters(numpy_to_image(f, "32FC1", Header()))
-    assert bad == 3 and d[0, 1] == 1.0 and np.isfinite(d).all()
+    d, scale, bad = depth_image(numpy_to_image(f, "32FC1", Header()))
+    assert scale == 1.0 and bad == 3 and d[0, 1] == 1.0 and np.isfinite(d).all()
     # Row padding (step > width * bytes) and big-endian data are honoured.
     msg = numpy_to_image(mm, "16UC1", Header())
     padded = np.zeros((2, 8), np.uint8)
     padded[:, :4] = mm.astype(">u2").view(np.uint8).reshape(2, 4)
     msg.step, msg.is_bigendian, msg.data = 8, 1, padded.tobytes()
-    assert np.allclose(depth_to_meters(msg)[0], mm * 0.001)
+    d, scale, _ = depth_image(msg)
+    assert np.array_equal(d, mm) and scale == 0.001
 
 
 @pytest.mark.parametrize("enc", ["mono8", "rgba8", ""])

@@ -70,20 +70,20 @@ def color_to_rgb(msg: Image) -> np.ndarray:
     return rgb[..., ::-1] if msg.encoding == "bgr8" else rgb
 
 
-def depth_to_meters(msg: Image) -> tuple[np.ndarray, int]:
-    """A depth Image (16UC1 millimetres or 32FC1 metres) as float32 metres [H, W].
+def depth_image(msg: Image) -> tuple[np.ndarray, float, int]:
+    """A depth Image (16UC1 millimetres or 32FC1 metres) as [H, W] depth and its scale.
 
-    Returns (depth, invalid_count): NaN/inf/negative pixels become 0 ("no depth") and are
-    counted. A frame without a single valid pixel is an error.
+    Returns (depth, metres per unit, invalid_count). 16UC1 stays uint16 millimetres (a view
+    of the message, scale 0.001): fusion reads it where it lies, so the node makes no float
+    copy of every frame. 32FC1 is float32 metres (scale 1.0) in which NaN/inf/negative pixels
+    become 0 ("no depth") and are counted. A frame without a single valid pixel is an error.
     """
     if msg.encoding in ("16UC1", "mono16"):
         raw = _image_array(msg, 1, np.dtype(np.uint16))
         # Integers are never NaN or negative: only the "any valid pixel" check is needed.
         if not raw.any():
             raise InputError("no_valid_depth", "depth image has no finite positive value")
-        d = raw.astype(np.float32)
-        d *= np.float32(0.001)
-        return d, 0
+        return raw, 0.001, 0
     elif msg.encoding == "32FC1":
         d = _image_array(msg, 1, np.dtype(np.float32)).astype(np.float32, copy=True)
     else:
@@ -98,7 +98,7 @@ def depth_to_meters(msg: Image) -> tuple[np.ndarray, int]:
         d[bad] = 0.0
     if not (d > 0).any():
         raise InputError("no_valid_depth", "depth image has no finite positive value")
-    return d, n_bad
+    return d, 1.0, n_bad
 
 
 def camera_matrix(info: CameraInfo) -> np.ndarray:

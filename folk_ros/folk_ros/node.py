@@ -81,7 +81,7 @@ from folk_ros.conversions import (
     check_sizes,
     color_to_rgb,
     delete_all_markers,
-    depth_to_meters,
+    depth_image,
     make_cloud,
     make_markers,
     pose_to_matrix,
@@ -712,7 +712,7 @@ class FolkNode(Node):
                              "(e.g. the driver's aligned_depth_to_color topic)")
         camera = self._camera_model(cframe)
         color = color_to_rgb(cmsg)
-        depth, n_bad = depth_to_meters(dmsg)
+        depth, depth_scale, n_bad = depth_image(dmsg)
         check_sizes(color, depth, camera)
         color, depth = camera.rectify(color, depth)
         if n_bad:
@@ -731,7 +731,7 @@ class FolkNode(Node):
             t3, c3 = time.perf_counter(), time.thread_time()
             if self._stale(generation):
                 return
-            res = self.map.integrate(depth, color, camera.k, pose)
+            res = self.map.integrate(depth, color, camera.k, pose, depth_scale=depth_scale)
             c4 = time.thread_time()
             self.latest_posed_stamp = max(self.latest_posed_stamp, stamp)
             if res.fused:

@@ -193,15 +193,20 @@ class VoxelMap:
         intrinsic: np.ndarray,
         cam_to_world: np.ndarray,
         force: bool = False,
+        depth_scale: float | None = None,
     ) -> FuseResult:
         """Fuse one registered RGB-D frame.
 
         Args:
-            depth_m: float32 [H, W] depth in metres; 0, NaN and inf are "no depth".
+            depth_m: [H, W] depth: float in metres, or integers (uint16 millimetres as
+                cameras send them) with ``depth_scale``; 0, NaN and inf are "no depth".
             color: uint8 [H, W, 3] RGB registered to the depth.
             intrinsic: [3, 3] camera matrix of the depth/colour image.
             cam_to_world: [4, 4] camera pose (optical frame: x right, y down, z forward).
             force: fuse even if the keyframe gate says the camera did not move.
+            depth_scale: metres per unit of integer depth (0.001 for millimetres), applied
+                as each pixel is read, so no converted copy of the image is made. Float depth
+                is in metres: leave it None.
         """
         t0 = time.perf_counter()
         depth_m = np.asarray(depth_m)
@@ -218,12 +223,20 @@ class VoxelMap:
             self.frames_skipped += 1
             return FuseResult(False, "keyframe", seconds=time.perf_counter() - t0)
 
-        depth = np.ascontiguousarray(depth_m, np.float32)
+        if np.issubdtype(depth_m.dtype, np.integer):
+            if depth_scale is None or not depth_scale > 0:
+                raise ValueError(f"integer depth ({depth_m.dtype}) needs depth_scale > 0, the "
+                                 "metres per unit (0.001 for millimetres)")
+            depth = np.ascontiguousarray(depth_m)
+        elif depth_scale is not None and depth_scale != 1.0:
+            raise ValueError("float depth is in metres: depth_scale is for integer depth")
+        else:
+            depth, depth_scale = np.ascontiguousarray(depth_m, np.float32), 1.0
         rgb = np.ascontiguousarray(color, np.uint8)
         k = np.asarray(intrinsic, np.float64)
         keys, means, n_pts = _kernels.bin_frame(
-            depth, rgb, self.cfg.pixel_stride, k[0, 0], k[1, 1], k[0, 2], k[1, 2], pose,
-            self.cfg.min_depth, self.cfg.max_depth, self.cfg.voxel_size)
+            depth, float(depth_scale), rgb, self.cfg.pixel_stride, k[0, 0], k[1, 1], k[0, 2],
+            k[1, 2], pose, self.cfg.min_depth, self.cfg.max_depth, self.cfg.voxel_size)
         if n_pts == 0:
             self.frames_skipped += 1
             return FuseResult(False, "no_valid_depth", seconds=time.perf_counter() - t0)
