@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = np.isfinite(pts).all(1)
         world[ok] = pts[ok] @ rot.T.astype(np.float32)
         res = seg.segment(world, cols)
-        lab = seg.label(res, text)
+        lab = seg.label(res, text, words=args.vocabulary)
         keep = [i for i, inst in enumerate(res.instances) if inst.score >= args.min_score]
         n_valid = int(ok.sum())
         in_plane = np.zeros(len(pts), bool)

@@ -36,7 +36,7 @@ def _embed(seg, manifest, encoder, roots: list[str]):
     rooms = embed_rooms(seg, settings_scene_dirs(roots, "dev"), vocab, text,
                         training_meshes(manifest, roots), 100, desc=" ".join(roots))
     new_mesh = np.array([v is not True for v in rooms.on_train], bool)
-    return (rooms.sim[new_mesh], rooms.target[new_mesh],
+    return (rooms.scored[new_mesh], rooms.target[new_mesh],
             np.asarray(rooms.scene_of)[new_mesh], vocab)
 
 

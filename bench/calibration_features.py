@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     text = normalize(enc.encode_texts(vocab))
     er = embed_rooms(seg, dirs, vocab, text, training_meshes(manifest, [args.data_root]),
                      desc="embed GT masks")
-    sim_all, target_all = er.sim, er.target
+    sim_all, target_all = er.scored, er.target
     unseen_a = np.array([v is False for v in er.on_train], bool)
     room_a = np.array(er.scene_of)
     right_all = sim_all.argmax(1) == target_all

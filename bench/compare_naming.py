@@ -45,7 +45,7 @@ def named_right(weights: str, data_root: str, split: str) -> dict[str, Any]:
     text = encoder.encode_texts(vocab)
     rooms = embed_rooms(seg, list_scenes(data_root, split), vocab, text,
                         training_meshes(manifest, [data_root]), desc=Path(weights).name)
-    return {"right": rooms.sim.argmax(1) == rooms.target, "target": rooms.target,
+    return {"right": rooms.scored.argmax(1) == rooms.target, "target": rooms.target,
             "room": np.asarray(rooms.scene_of, np.int64),
             "groups": {"all": np.ones(len(rooms.target), bool),
                        "novel": np.isin(rooms.classes, list(novel)),

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     text = encoder.encode_texts(vocab)
     rows = []
     gt_emb, gt_lab = [], []
+    bias = seg.word_bias(vocab)  # the weights' handicap of their training words, if any
     from folk_model.train.data import refuse_test_scene
 
     scenes = load_eval_scenes(args.data_root, args.split)
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         for ids, gt, masks, score, emb in rows:
             if mem is not None and len(emb):
                 emb = mem.apply(torch.from_numpy(emb)).numpy()
-            lab = label_embeddings(emb, text) if len(emb) else None
+            lab = label_embeddings(emb, text, word_bias=bias) if len(emb) else None
             preds = [] if lab is None else [
                 Prediction(m, vocab[int(i)], float(s * p))
                 for m, i, s, p in zip(masks, lab.label_index, score, lab.score)]
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def top1(mem: InstanceMemory | None) -> list[float]:
         e = gt_emb if mem is None else mem.apply(torch.from_numpy(gt_emb)).numpy()
-        ok = label_embeddings(e, text).label_index == gt_idx
+        ok = label_embeddings(e, text, word_bias=bias).label_index == gt_idx
         return [100 * ok[g].mean() if g.any() else float("nan") for g in groups.values()]
 
     def known(mem: InstanceMemory) -> float:

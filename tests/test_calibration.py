@@ -375,3 +375,80 @@ def test_mesh_weights_count_each_mesh_once() -> None:
     assert fit_score_map(p, ok) != pytest.approx(once, abs=1e-3)
     with pytest.raises(ValueError, match="weights"):
         fit_score_map(p, ok, weights=np.zeros(len(p)))
+
+
+def test_a_handicap_on_training_words_ranks_new_words_back_in() -> None:
+    """Calibrated stacking: a constant taken off the training words' cosines changes which
+    word wins (never the raw similarity reported), the query's phrase share follows the same
+    handicap, and the handicap chosen by the harmonic mean of both kinds' top-1 is the one
+    that undoes a known pull towards training words."""
+    from folk_model.eval.calibration import (
+        choose_handicap,
+        handicap_across_meshes,
+        handicap_table,
+    )
+    from folk_model.labelling import label_embeddings, phrase_scores, word_biases
+
+    words = ["chair", "Table", "couch"]
+    bias = word_biases(words, ["CHAIR ", "table"], 0.05)
+    assert bias.tolist() == pytest.approx([-0.05, -0.05, 0.0])  # spelling as word_key
+    assert not word_biases(words, ["chair"], 0.0).any()
+    txt = np.eye(3, dtype=np.float32)
+    emb = np.array([[0.60, 0.0, 0.57]], np.float32)  # nearer "chair" by 0.03 in cosine
+    plain = label_embeddings(emb, txt, temperature=0.1)
+    lab = label_embeddings(emb, txt, temperature=0.1, word_bias=bias)
+    assert plain.label_index[0] == 0 and lab.label_index[0] == 2
+    assert np.allclose(lab.similarity, plain.similarity)  # the raw cosine is reported
+    with pytest.raises(ValueError, match="word_bias"):
+        label_embeddings(emb, txt, word_bias=bias[:2])
+    # the phrase "couch" (a new word) against the handicapped vocabulary gains share
+    share = phrase_scores(emb, txt[2], txt[:2], temperature=0.1)
+    handicapped = phrase_scores(emb, txt[2], txt[:2], temperature=0.1,
+                                word_bias=bias[:2])
+    assert handicapped[0] > share[0]
+
+    # masks of 4 training and 2 new classes; every new-class mask is pulled 0.04 towards a
+    # training word, so with no handicap new classes are never named right
+    rng = np.random.default_rng(0)
+    is_new = np.array([False] * 4 + [True] * 2)
+    target = np.repeat(np.arange(6), 30)
+    sim = rng.uniform(0.0, 0.3, (len(target), 6))
+    sim[np.arange(len(target)), target] = 0.5
+    novel = is_new[target]
+    sim[novel, 0] = 0.54
+    rows = handicap_table(sim, target, is_new)
+    assert rows[0]["novel"] == 0.0 and rows[0]["base"] == 1.0
+    g = choose_handicap(sim, target, is_new)
+    assert 0.04 < g <= 0.06
+    best = next(r for r in rows if r["handicap"] == g)
+    assert best["novel"] == 1.0 and best["base"] == 1.0
+    mesh = np.array([f"m{i % 10}" for i in range(len(target))])
+    check = handicap_across_meshes(sim, target, is_new, mesh, splits=2)
+    assert len(check["chosen"]) == 4 and check["delta_novel"] > 90
+    with pytest.raises(ValueError, match="needs GT masks"):
+        choose_handicap(sim[~novel], target[~novel], is_new)
+
+
+def test_the_node_refuses_a_handicap_it_cannot_use() -> None:
+    """The handicap travels in the weights' config to StudentSegmenter.word_bias; the node
+    refuses at start one outside [0, 1) or one with no training words to apply it to."""
+    from folk_model.config import StudentConfig, from_dict, to_dict
+    from folk_model.student import FolkStudent, StudentSegmenter
+    from folk_ros.node import StartupError, label_handicap
+
+    cfg = StudentConfig(channels=(8, 16), embed_dim=8, feat_dim=8, head_hidden=16,
+                        label_known_words=("chair", "table"), label_known_word_handicap=0.03)
+    back = from_dict(StudentConfig, to_dict(cfg))
+    assert back == cfg
+    seg = StudentSegmenter(FolkStudent(back), back)
+    assert seg.word_bias(["table", "couch"]).tolist() == pytest.approx([-0.03, 0.0])
+    # no separate map for new words: one map for every word
+    assert seg.score_maps(["table", "couch"]).tolist() == [[1.0, 0.0], [1.0, 0.0]]
+    assert label_handicap(seg) == pytest.approx(0.03)
+    for bad in (-0.01, 1.0, float("nan")):
+        seg.cfg.label_known_word_handicap = bad
+        with pytest.raises(StartupError, match="label_known_word_handicap"):
+            label_handicap(seg)
+    seg.cfg.label_known_word_handicap, seg.cfg.label_known_words = 0.03, ()
+    with pytest.raises(StartupError, match="label_known_words is empty"):
+        label_handicap(seg)

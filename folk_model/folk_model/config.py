@@ -171,9 +171,18 @@ class StudentConfig:
     # a second Platt map for labels whose word is not one of label_known_words (the classes
     # the weights trained on, as folk-calibrate --by-word writes them): on dev rooms a new
     # word was right far more often than its score said and a training word less often
-    # (labelling.word_score_maps). Empty label_known_words = label_score_map for every word
-    label_score_map_new_word: tuple[float, float] = (1.0, 0.0)
+    # (labelling.word_score_maps). None = label_score_map for every word
+    label_score_map_new_word: tuple[float, float] | None = None
+    # the classes the weights trained on, as folk-calibrate writes them (for the new-word map
+    # and the handicap below); empty = every word is treated alike
     label_known_words: tuple[str, ...] = ()
+    # subtracted from the cosine of each of label_known_words before words are ranked and
+    # scored (labelling.word_biases, calibrated stacking): the label loss pulls embeddings
+    # towards training words, so a class never trained on loses to them; chosen on dev rooms
+    # by folk-calibrate --handicap choose. 0 = off, as in the demo weights: 0.035 gained 10
+    # points on new words across dev meshes and none on the test rooms, whose new-word
+    # misses are far from near-ties (docs/results/world.md, session 24)
+    label_known_word_handicap: float = 0.0
 
 
 @dataclass
@@ -310,8 +319,9 @@ def _convert(tp: Any, value: Any) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v) for v in value)
         return tuple(_convert(a, v) for a, v in zip(args, value, strict=True))
-    if origin in (typing.Union, types.UnionType):
-        return value
+    if origin in (typing.Union, types.UnionType):  # Optional[X]: X's conversion, or None
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return value if value is None or len(args) != 1 else _convert(args[0], value)
     if tp is float and isinstance(value, int):
         return float(value)
     return value

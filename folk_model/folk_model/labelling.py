@@ -47,6 +47,7 @@ def label_embeddings(
     top_k: int = 3,
     temperature: float = 0.01,
     score_map: ScoreMap = (1.0, 0.0),
+    word_bias: np.ndarray | None = None,
 ) -> Labelling:
     """Label instance embeddings [K, D] against text embeddings [M, D].
 
@@ -59,6 +60,9 @@ def label_embeddings(
     the scores, never their order. It is one (a, b) for every word, or a map per word of the
     vocabulary, float [M, 2] (``word_score_maps``): then each instance's scores, its top-k
     included, go through the map of its best word, so that a row's scores keep their order.
+    ``word_bias`` (float [M], ``word_biases``) is added to each word's cosine before the
+    ranking and the softmax: the weights' handicap on the words they trained on
+    (``StudentConfig.label_known_word_handicap``). ``similarity`` stays the raw cosine.
     """
     emb = normalize(np.atleast_2d(embeddings))
     txt = normalize(np.atleast_2d(text_embeddings))
@@ -72,7 +76,8 @@ def label_embeddings(
         return Labelling(z, z.astype(np.float32), np.zeros((0, k), np.int64),
                          np.zeros((0, k), np.float32), np.zeros((0, txt.shape[0]), np.float32))
     sim = emb @ txt.T
-    logits = sim / temperature
+    biased = sim if word_bias is None else sim + _bias_row(word_bias, txt.shape[0])
+    logits = biased / temperature
     logits -= logits.max(axis=1, keepdims=True)
     prob = np.exp(logits)
     prob /= prob.sum(axis=1, keepdims=True)
@@ -86,6 +91,28 @@ def label_embeddings(
         row_map = maps[order[:, 0]][:, None, :]  # [K, 1, 2]: each row the map of its best word
     topk_score = calibrated_scores(np.take_along_axis(prob, order, axis=1), row_map)
     return Labelling(order[:, 0], topk_score[:, 0], order, topk_score, sim.astype(np.float32))
+
+
+def _bias_row(word_bias: np.ndarray, n_words: int) -> np.ndarray:
+    b = np.asarray(word_bias, np.float32).reshape(-1)
+    if b.shape[0] != n_words:
+        raise ValueError(f"word_bias has {b.shape[0]} values for {n_words} words")
+    return b[None, :]
+
+
+def word_biases(words: Sequence[str], known_words: Sequence[str],
+                handicap: float = 0.0) -> np.ndarray:
+    """float32 [M]: ``-handicap`` for each of ``words`` among ``known_words`` (the classes
+    the weights trained on), 0 for any other word.
+
+    Why: distillation with a label loss pulls the student's embeddings towards its training
+    words, so an object of a class it never trained on lands nearer a training word than its
+    own (calibrated stacking, Chao et al., ECCV 2016). Subtracting a constant, chosen on dev
+    rooms, from the training words' cosines rebalances the two (docs/results/world.md,
+    session 24)."""
+    if handicap == 0.0 or not len(known_words):
+        return np.zeros(len(words), np.float32)
+    return np.where(new_words(words, known_words), 0.0, -float(handicap)).astype(np.float32)
 
 
 def calibrated_scores(prob: np.ndarray, score_map: ScoreMap = (1.0, 0.0)) -> np.ndarray:
@@ -149,7 +176,9 @@ def score_maps_by_kind(new_word: np.ndarray, score_map: tuple[float, float],
 def phrase_scores(embeddings: np.ndarray, phrase_embedding: np.ndarray,
                   text_embeddings: np.ndarray, temperature: float = 0.01,
                   same_cos: float = 0.999,
-                  score_map: tuple[float, float] = (1.0, 0.0)) -> np.ndarray:
+                  score_map: tuple[float, float] = (1.0, 0.0),
+                  phrase_bias: float = 0.0,
+                  word_bias: np.ndarray | None = None) -> np.ndarray:
     """Probability [K] that a free-text phrase, rather than any word of the vocabulary, names
     each instance: the phrase's share of softmax(similarity / ``temperature``) over the
     phrase and the vocabulary's words (a word whose text embedding is the phrase's, cosine
@@ -158,15 +187,20 @@ def phrase_scores(embeddings: np.ndarray, phrase_embedding: np.ndarray,
     With the student's calibrated temperature this is a score a user can threshold, on the
     same scale as the label scores (``score_map``, as ``label_embeddings``); ranking by it
     ranks by the calibrated similarity. An empty vocabulary gives 1 for every instance
-    (nothing competes with the phrase).
+    (nothing competes with the phrase). ``phrase_bias`` and ``word_bias`` [M] are the
+    phrase's and the words' handicaps, as in ``label_embeddings``.
     """
     emb = normalize(np.atleast_2d(embeddings))
     if len(embeddings) == 0:
         return np.zeros((0,), np.float32)
     phrase = normalize(np.asarray(phrase_embedding).reshape(1, -1))
     txt = normalize(np.asarray(text_embeddings, np.float32).reshape(-1, phrase.shape[1]))
-    txt = txt[(txt @ phrase[0]) <= same_cos]
-    logits = np.concatenate([emb @ phrase.T, emb @ txt.T], axis=1).astype(np.float64)
+    bias = (np.zeros(txt.shape[0], np.float32) if word_bias is None
+            else _bias_row(word_bias, txt.shape[0])[0])
+    apart = (txt @ phrase[0]) <= same_cos
+    txt, bias = txt[apart], bias[apart]
+    logits = np.concatenate([emb @ phrase.T + phrase_bias, emb @ txt.T + bias[None, :]],
+                            axis=1).astype(np.float64)
     logits /= temperature
     logits -= logits.max(axis=1, keepdims=True)
     prob = np.exp(logits)

@@ -299,6 +299,8 @@ class FolkNode(Node):
         # carry one (folk-calibrate --by-word; the demo weights do not: fitted on dev rooms it
         # overstated new-word labels on test, docs/results/world.md session 23)
         self.label_new_word_map = label_new_word_map(self.backend.segmenter)
+        # the weights' training words rank after their cosine minus this (0: off)
+        self.label_handicap = label_handicap(self.backend.segmenter)
         calibrated = bool(self.backend.manifest.get("calibration"))
         self.get_logger().info(
             f"model ready in {time.perf_counter() - t0:.1f} s: encoder {self.encoder_name}, "
@@ -308,6 +310,8 @@ class FolkNode(Node):
             f"({self.label_score_map[0]:.3g}, {self.label_score_map[1]:.3g})"
             + (f", new words ({self.label_new_word_map[0]:.3g}, "
                f"{self.label_new_word_map[1]:.3g})" if self.label_new_word_map else "")
+            + (f", training words handicapped by {self.label_handicap:.3g}"
+               if self.label_handicap else "")
             + " "
             f"({'calibrated by folk-calibrate' if calibrated else 'not calibrated: the default'})"
         )
@@ -798,7 +802,8 @@ class FolkNode(Node):
         labels, text_emb = self.vocab.current()
         lab = label_embeddings(result.embeddings, text_emb, top_k=self.p["top_k"],
                                temperature=self.label_temperature,
-                               score_map=self._score_maps(labels))
+                               score_map=self._score_maps(labels),
+                               word_bias=self.backend.segmenter.word_bias(labels))
         header = self._output_header(result.stamp_ns)
         msg = InstanceArray(header=header, vocabulary=labels, encoder=self.encoder_name,
                             run=result.run, inference_seconds=float(result.seconds))
@@ -915,12 +920,15 @@ class FolkNode(Node):
         """~/query's work, on the text thread (the phrase may need encoding): (labels,
         instance order, scores, each instance's best label index)."""
         labels, text_emb = self.vocab.current()
+        segmenter = self.backend.segmenter
+        word_bias = segmenter.word_bias(labels)
         order, scores = rank_query(last.embeddings, self.vocab.phrase(phrase), text_emb,
                                    self.label_temperature, top_k,
-                                   tuple(self._score_maps([phrase])[0]))
+                                   tuple(self._score_maps([phrase])[0]),
+                                   float(segmenter.word_bias([phrase])[0]), word_bias)
         lab = label_embeddings(last.embeddings, text_emb, top_k=1,
                                temperature=self.label_temperature,
-                               score_map=self._score_maps(labels))
+                               score_map=self._score_maps(labels), word_bias=word_bias)
         return labels, order, scores, lab.label_index
 
     def _score_maps(self, words: list[str]) -> np.ndarray:
@@ -1028,6 +1036,7 @@ class FolkNode(Node):
             "label_score_map": ",".join(f"{v:.4g}" for v in self.label_score_map),
             "label_score_map_new_word": ("same" if self.label_new_word_map is None else
                                          ",".join(f"{v:.4g}" for v in self.label_new_word_map)),
+            "label_known_word_handicap": self.label_handicap,
             "torch_threads": self.torch_threads,
             "segment_nice": self.worker.nice_applied,
             "gil_switch_ms": f"{sys.getswitchinterval() * 1e3:.3g}",
@@ -1109,12 +1118,29 @@ def label_score_map(segmenter: Any) -> tuple[float, float]:
     return a, b
 
 
+def label_handicap(segmenter: Any) -> float:
+    """What the weights subtract from their training words' cosines
+    (``StudentConfig.label_known_word_handicap``; 0 without ``label_known_words``). Raises
+    StartupError unless it is finite and in [0, 1): cosines span [-1, 1], so a larger one
+    would silence every training word."""
+    cfg = segmenter.cfg
+    g = float(getattr(cfg, "label_known_word_handicap", 0.0))
+    if not (np.isfinite(g) and 0.0 <= g < 1.0):
+        raise StartupError(f"the weights' student.label_known_word_handicap is {g}; it must be "
+                           "in [0, 1) (rerun folk-calibrate --handicap ... --write)")
+    if g and not getattr(cfg, "label_known_words", ()):
+        raise StartupError("the weights' student.label_known_word_handicap is set but "
+                           "label_known_words is empty: no word to handicap (rerun "
+                           "folk-calibrate --handicap ... --write)")
+    return g
+
+
 def label_new_word_map(segmenter: Any) -> tuple[float, float] | None:
     """The Platt map (a, b) of labels whose word is not one of the weights' training words
     (``StudentConfig.label_score_map_new_word``), or None when the weights have one map for
-    every word (no ``label_known_words``). Checked like ``label_score_map``."""
+    every word (no such map, or no ``label_known_words``). Checked like ``label_score_map``."""
     cfg = segmenter.cfg
-    if not getattr(cfg, "label_known_words", ()):
+    if not getattr(cfg, "label_known_words", ()) or cfg.label_score_map_new_word is None:
         return None
     a, b = (float(v) for v in cfg.label_score_map_new_word)
     if not (np.isfinite(a) and np.isfinite(b) and a > 0):
@@ -1126,14 +1152,18 @@ def label_new_word_map(segmenter: Any) -> tuple[float, float] | None:
 
 def rank_query(embeddings: np.ndarray, phrase_embedding: np.ndarray, text_embeddings: np.ndarray,
                temperature: float, top_k: int = 0,
-               score_map: tuple[float, float] = (1.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+               score_map: tuple[float, float] = (1.0, 0.0), phrase_bias: float = 0.0,
+               word_bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Instances ranked for a free-text phrase, best first (ties keep instance order), with
     their scores: the calibrated probability that the phrase, rather than any word of the
     active vocabulary, names each instance (``folk_model.labelling.phrase_scores``), so a user
     can threshold it like a label score; a raw cosine has no such meaning. ``top_k`` 0 = all.
-    Returns (indices into ``embeddings`` int64 [n], scores float32 [n])."""
+    ``phrase_bias`` and ``word_bias`` are the weights' handicaps of the phrase and the words
+    (``StudentSegmenter.word_bias``). Returns (indices into ``embeddings`` int64 [n], scores
+    float32 [n])."""
     scores = phrase_scores(embeddings, phrase_embedding, text_embeddings,
-                           temperature=temperature, score_map=score_map)
+                           temperature=temperature, score_map=score_map,
+                           phrase_bias=phrase_bias, word_bias=word_bias)
     order = np.argsort(-scores, kind="stable")
     if top_k > 0:
         order = order[:top_k]

@@ -113,6 +113,8 @@ class EmbeddedRooms:
         cloud: which cloud of the room the mask is on (``CLOUDS``).
         scenes: the loaded rooms.
         mesh: the uid of its object's mesh (None: no mesh record, a real scan).
+        word_bias: float32 [C], what the weights add to each word's cosine before ranking
+            (``StudentSegmenter.word_bias``); ``scored`` is ``sim`` with it.
     """
 
     sim: np.ndarray
@@ -123,6 +125,12 @@ class EmbeddedRooms:
     scenes: list[Any]
     cloud: list[str] = field(default_factory=list)
     mesh: list[str | None] = field(default_factory=list)
+    word_bias: np.ndarray | None = None
+
+    @property
+    def scored(self) -> np.ndarray:
+        """float64 [N, C]: the cosines as the weights rank words (``sim`` + ``word_bias``)."""
+        return self.sim if self.word_bias is None else self.sim + self.word_bias[None, :]
 
 
 def embed_rooms(segmenter: Any, dirs: list[Path], vocab: list[str], text: np.ndarray,
@@ -167,8 +175,9 @@ def embed_rooms(segmenter: Any, dirs: list[Path], vocab: list[str], text: np.nda
             cloud += [kind] * int(has.sum())
         scenes.append(sc)
     sim = np.concatenate(sims).astype(np.float64) if sims else np.zeros((0, len(vocab)))
+    bias = segmenter.word_bias(vocab) if hasattr(segmenter, "word_bias") else None
     return EmbeddedRooms(sim, np.array(targets, np.int64), classes, on_train, scene_of, scenes,
-                         cloud, mesh)
+                         cloud, mesh, bias)
 
 
 @dataclass
@@ -245,6 +254,33 @@ def _two_fold(sim: np.ndarray, target: np.ndarray, groups: np.ndarray,
             "ece_temperature_only": rel_t["ece"], "instances": rel["instances"]}
 
 
+def _handicap(arg: str, current: float, sim: np.ndarray, target: np.ndarray,
+              is_new: np.ndarray | None, mesh: list[str | None]
+              ) -> tuple[float, dict[str, Any]]:
+    """--handicap: (the handicap to fit with, the record of how it was chosen)."""
+    from folk_model.eval.calibration import (
+        choose_handicap,
+        handicap_across_meshes,
+        handicap_table,
+    )
+
+    if arg == "keep":
+        return current, {}
+    if arg != "choose":
+        try:
+            g = float(arg)
+        except ValueError:
+            raise ValueError(f"--handicap {arg!r}: give 'keep', 'choose' or a number") from None
+        if not (np.isfinite(g) and 0.0 <= g < 1.0):
+            raise ValueError(f"--handicap {g}: must be in [0, 1)")
+        return g, {}
+    g = choose_handicap(sim, target, is_new)
+    record: dict[str, Any] = {"table": handicap_table(sim, target, is_new)}
+    if mesh and all(m is not None for m in mesh):
+        record["across_meshes"] = handicap_across_meshes(sim, target, is_new, mesh)
+    return g, record
+
+
 def _fmt_stats(name: str, s: dict[str, Any]) -> str:
     maps = np.unique(np.asarray(s["score_map"], np.float64).reshape(-1, 2), axis=0)
     shown = " / ".join(f"({a:.3g}, {b:.3g})" for a, b in maps)
@@ -294,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
                          "mesh counts once however many rooms repeat it (rooms with mesh "
                          "records only; on dev rooms, checked on held-out meshes, 15.0%% "
                          "ECE against 17.6%%: docs/results/world.md, session 23)")
+    ap.add_argument("--handicap", default="keep",
+                    help="what to subtract from the cosine of the weights' training words "
+                         "before ranking (StudentConfig.label_known_word_handicap): 'keep' "
+                         "(the weights' own), 'choose' (the value of 0..0.1 with the best "
+                         "harmonic mean of training-class and new-class top-1 on these masks, "
+                         "with a check across meshes), or a number; the temperature and maps "
+                         "are then fitted with it in place (docs/results/world.md, session 24)")
     ap.add_argument("--keep-temperature", action="store_true",
                     help="keep the weights' label temperature and fit the map(s) only")
     ap.add_argument("--min-region-size", type=int, default=100)
@@ -309,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.data.loader import SceneError
     from folk_model.eval.calibration import calibration_stats, plot_reliability
     from folk_model.eval.cli import evaluation_vocabulary
-    from folk_model.labelling import new_words, normalize
+    from folk_model.labelling import new_words, normalize, word_biases
     from folk_model.student import WeightsError, load_weights
     from folk_model.student.weights import check_encoder, update_manifest
     from folk_model.vl import create_vl_encoder, load_vl_config
@@ -376,11 +419,21 @@ def main(argv: list[str] | None = None) -> int:
     map_before = tuple(segmenter.cfg.label_score_map)
     maps_before = segmenter.score_maps(vocab)
     known_words = list(manifest.get("training", {}).get("classes", []))
-    if args.by_word and not known_words:
-        logger.error("--by-word: the weights' manifest lists no training classes")
+    if (args.by_word or args.handicap != "keep") and not known_words:
+        logger.error("--by-word / --handicap: the weights' manifest lists no training classes")
         return 2
     # the vocabulary's words the weights never trained on (None: no record of their classes)
     is_new = new_words(vocab, known_words) if known_words else None
+    g_before = float(segmenter.cfg.label_known_word_handicap)
+    handicap = {}
+    try:
+        g_after, handicap = _handicap(args.handicap, g_before, sim, target, is_new, mesh)
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 2
+    # scores as the weights rank words now, and with the handicap being fitted
+    sim_before = sim + segmenter.word_bias(vocab)[None, :]
+    sim = sim + word_biases(vocab, known_words, g_after)[None, :]
     new_word = is_new if args.by_word else None
     from folk_model.eval.calibration import mesh_weights
 
@@ -393,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t_after, map_after = fitted.temperature, fitted.score_map
     maps_after = fitted.maps(np.zeros(len(vocab), bool) if new_word is None else new_word)
-    before = calibration_stats(sim, target, t_before, args.bins, maps_before)
+    before = calibration_stats(sim_before, target, t_before, args.bins, maps_before)
     after_t = calibration_stats(sim, target, t_after, args.bins)
     after = calibration_stats(sim, target, t_after, args.bins, maps_after)
     is_novel = np.array([c in set(novel) for c in classes], bool)
@@ -406,12 +459,12 @@ def main(argv: list[str] | None = None) -> int:
         by_word = [("said a training word", pred_trained), ("said a new word", ~pred_trained)]
     for gname, mask in (("base", ~is_novel), ("novel", is_novel), *on_cloud, *by_word):
         if mask.any():
-            groups[gname] = {k: {m: calibration_stats(sim[mask], target[mask], t, args.bins,
+            groups[gname] = {k: {m: calibration_stats(sk[mask], target[mask], t, args.bins,
                                                       sm)[m]
                                  for m in ("ece", "nll", "top1", "instances",
                                            "mean_confidence")}
-                             for k, t, sm in (("before", t_before, maps_before),
-                                              ("after", t_after, maps_after))}
+                             for k, sk, t, sm in (("before", sim_before, t_before, maps_before),
+                                                  ("after", sim, t_after, maps_after))}
     t_fixed = t_before if args.keep_temperature else None
     cv = _two_fold(sim, target, np.array(scene_of), args.bins, t_fixed, new_word, weights)
     # across objects: only where every mask has a mesh record (folk-synth rooms)
@@ -440,8 +493,10 @@ def main(argv: list[str] | None = None) -> int:
                                      else None),
               "previous_score_map_new_word": (
                   list(segmenter.cfg.label_score_map_new_word)
-                  if segmenter.cfg.label_known_words else None),
+                  if segmenter.cfg.label_known_words
+                  and segmenter.cfg.label_score_map_new_word is not None else None),
               "by_word": bool(args.by_word), "kept_temperature": bool(args.keep_temperature),
+              "handicap": g_after, "previous_handicap": g_before,
               "mesh_weights": weights is not None,
               "ece_temperature_only": after_t["ece"],
               "data_roots": [str(r) for r in args.data_root], "split": args.split,
@@ -454,8 +509,22 @@ def main(argv: list[str] | None = None) -> int:
                "vocabulary": vocab, "novel": novel, "before": before,
                "after_temperature_only": after_t, "after": after,
                "groups": groups, "two_fold": cv, "two_fold_meshes": cv_mesh,
+               "handicap_choice": handicap,
                "written": bool(args.write)}
     (out / "calibration.json").write_text(json.dumps(summary, indent=1))
+    if handicap:
+        for r in handicap["table"]:
+            print(f"  handicap {r['handicap']:.3f}: top-1 training classes "
+                  f"{100 * r['base']:5.1f}%, new classes {100 * r['novel']:5.1f}%, all "
+                  f"{100 * r['all']:5.1f}%, harmonic mean {100 * r['h']:5.1f}%"
+                  + ("  <- chosen" if r["handicap"] == g_after else ""))
+        m = handicap.get("across_meshes") or {}
+        if m.get("chosen"):
+            print(f"  handicap across meshes (chosen on half the meshes, judged on the others,"
+                  f" {len(m['chosen'])} fits): chosen {min(m['chosen']):.3f}-"
+                  f"{max(m['chosen']):.3f}; held-out change H {m['delta_h']:+.1f}, new classes "
+                  f"{m['delta_novel']:+.1f}, training classes {m['delta_base']:+.1f}, all "
+                  f"{m['delta_all']:+.1f} points")
     print(_fmt_stats("before", before))
     print(_fmt_stats("T only", after_t))
     print(_fmt_stats("after", after))
@@ -476,14 +545,17 @@ def main(argv: list[str] | None = None) -> int:
         student = {**manifest["student"], "label_temperature": t_after,
                    "label_score_map": list(map_after),
                    "label_score_map_new_word": (list(fitted.new_word_map)
-                                                if fitted.new_word_map else [1.0, 0.0]),
-                   "label_known_words": known_words if fitted.new_word_map else []}
+                                                if fitted.new_word_map else None),
+                   "label_known_words": (known_words if fitted.new_word_map or g_after
+                                         else []),
+                   "label_known_word_handicap": g_after}
         update_manifest(args.weights, student=student, calibration=record)
         print(f"wrote label_temperature {t_after:.4g} and label_score_map "
               f"({map_after[0]:.4g}, {map_after[1]:.4g})"
               + (f", label_score_map_new_word ({fitted.new_word_map[0]:.4g}, "
                  f"{fitted.new_word_map[1]:.4g}) and {len(known_words)} label_known_words"
                  if fitted.new_word_map else "")
+              + (f", label_known_word_handicap {g_after:.3g}" if g_after else "")
               + f" into {args.weights} and its manifest")
     logger.info("wrote %s, reliability_before.png, reliability_after.png",
                 out / "calibration.json")

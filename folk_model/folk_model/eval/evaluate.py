@@ -118,8 +118,11 @@ def evaluate_scenes(
     student_t = float(getattr(segmenter.cfg, "label_temperature", 0.01))
     student_map = (segmenter.score_maps(vocabulary) if hasattr(segmenter, "score_maps")
                    else tuple(getattr(segmenter.cfg, "label_score_map", (1.0, 0.0))))
+    student_bias = (segmenter.word_bias(vocabulary) if hasattr(segmenter, "word_bias")
+                    else None)
     rec = {"student": RecognitionEvaluator(vocabulary, text_embeddings, novel,
-                                           temperature=student_t, score_map=student_map),
+                                           temperature=student_t, score_map=student_map,
+                                           word_bias=student_bias),
            "teacher": RecognitionEvaluator(vocabulary, text_embeddings, novel)}
     run = EvalRun({}, None)
     keys = ["student_segment", "student_label", "student_total", "teacher_2d", "teacher_total"]
@@ -138,7 +141,8 @@ def evaluate_scenes(
         masks = [i.point_indices for i in res.instances]
         prop_score = np.array([i.score for i in res.instances], np.float32)
         lab = label_embeddings(res.embeddings(segmenter.embed_dim), text_embeddings,
-                               temperature=student_t, score_map=student_map)
+                               temperature=student_t, score_map=student_map,
+                               word_bias=student_bias)
         s_labels = [vocabulary[int(i)] for i in lab.label_index]
         t2 = time.perf_counter()
         outputs = SceneOutputs(masks, s_labels, prop_score * lab.score)

@@ -37,17 +37,21 @@ class RecognitionEvaluator:
         score_map: the Platt map of the scores (``cfg.label_score_map``), or one per word of
             the vocabulary [C, 2] (``StudentSegmenter.score_maps``); ECE and the
             reliability diagram are of the mapped scores, NLL of the softmax at T.
+        word_bias: added to each word's cosine before ranking (``StudentSegmenter.word_bias``:
+            the handicap of the weights' training words); None = none.
     """
 
     def __init__(self, vocabulary: Sequence[str], text_embeddings: np.ndarray,
                  novel: Sequence[str] = (), top_k: int = 5,
                  temperature: float = 0.01,
-                 score_map: Any = (1.0, 0.0)) -> None:
+                 score_map: Any = (1.0, 0.0),
+                 word_bias: np.ndarray | None = None) -> None:
         self.vocabulary = list(vocabulary)
         self.text = np.asarray(text_embeddings, np.float32)
         self.novel = set(novel)
         self.top_k = top_k
         self.temperature = float(temperature)
+        self.word_bias = word_bias
         maps = np.asarray(score_map, np.float64)
         # one (a, b) per word: the map of an instance's predicted word scores it
         self.score_maps = (maps if maps.ndim == 2 else
@@ -70,7 +74,7 @@ class RecognitionEvaluator:
         if not keep:
             return
         lab = label_embeddings(emb[keep], self.text, top_k=len(self.vocabulary),
-                               temperature=self.temperature)
+                               temperature=self.temperature, word_bias=self.word_bias)
         for j, i in enumerate(keep):
             gt = self.vocabulary.index(gt_labels[i])
             has = bool(np.any(emb[i]))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from folk_model.config import TTA_ROTATIONS, StudentConfig
-from folk_model.labelling import Labelling, label_embeddings, word_score_maps
+from folk_model.labelling import Labelling, label_embeddings, word_biases, word_score_maps
 from folk_model.student.floor import FLOOR_BAND, floor_frame, structure_mask
 from folk_model.student.memory import InstanceMemory
 from folk_model.student.model import FolkStudent, VoxelBatch, quarter_turn, turned, voxelize
@@ -367,19 +367,26 @@ class StudentSegmenter:
     def score_maps(self, words: Sequence[str]) -> np.ndarray:
         """The Platt map of each word's label scores, float [M, 2], as the weights say:
         ``cfg.label_score_map`` for their training words, ``cfg.label_score_map_new_word``
-        for others when ``cfg.label_known_words`` is set (``labelling.word_score_maps``)."""
+        (when set) for others (``labelling.word_score_maps``)."""
         cfg = self.cfg
-        return word_score_maps(words, cfg.label_score_map,
-                               cfg.label_score_map_new_word if cfg.label_known_words else None,
+        return word_score_maps(words, cfg.label_score_map, cfg.label_score_map_new_word,
                                cfg.label_known_words)
+
+    def word_bias(self, words: Sequence[str]) -> np.ndarray:
+        """What the weights add to each word's cosine, float32 [M]: minus
+        ``cfg.label_known_word_handicap`` for their training words (``labelling.word_biases``)."""
+        return word_biases(words, self.cfg.label_known_words,
+                           self.cfg.label_known_word_handicap)
 
     def label(self, result: SegmentationResult, text_embeddings: np.ndarray,
               top_k: int = 3, words: Sequence[str] | None = None) -> Labelling:
         """Name the instances of ``result`` with text embeddings [M, D] (cosine similarity;
-        scores calibrated as the weights say: ``cfg.label_temperature`` and the score map of
-        each instance's word, ``score_maps(words)``; without ``words``, the training words'
-        map for every word)."""
+        scores calibrated as the weights say: ``cfg.label_temperature``, the handicap of
+        their training words, ``word_bias(words)``, and the score map of each instance's word,
+        ``score_maps(words)``; without ``words``, every word is treated as a training word
+        would be, with no handicap)."""
         score_map = (self.score_maps(words) if words is not None
                      else tuple(self.cfg.label_score_map))
         return label_embeddings(result.embeddings(self.embed_dim), text_embeddings, top_k=top_k,
-                                temperature=self.cfg.label_temperature, score_map=score_map)
+                                temperature=self.cfg.label_temperature, score_map=score_map,
+                                word_bias=None if words is None else self.word_bias(words))
