@@ -351,6 +351,10 @@ def test_two_fold_across_meshes_sees_what_rooms_hide() -> None:
     by_mesh = _two_fold(sim, target, meshes, 10, temperature=0.1)
     assert by_room["ece"] < 0.15
     assert by_mesh["ece"] > 0.4
+    # several halvings (folk-calibrate --mesh-splits): each reported, their mean the figure
+    many = _two_fold(sim, target, meshes, 10, temperature=0.1, splits=3)
+    assert len(many["ece_splits"]) == 3
+    assert many["ece"] == pytest.approx(np.mean(many["ece_splits"])) and many["ece"] > 0.4
     assert _two_fold(sim, target, np.array(["A"] * len(sim), dtype=object), 10) == {}
 
 
