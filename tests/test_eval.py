@@ -394,6 +394,11 @@ def test_folk_eval_cli_several_roots_bootstrap_and_refusal(synth_scene, tmp_path
     assert set(summary["bootstrap"]["methods"]) == {"student"}
     assert summary["bootstrap"]["scenes"] == 2
     assert "paired scene bootstrap" in (out / "eval.md").read_text()
+    # the data the figures stand on: the same room in both roots, one digest each
+    fp = summary["data_fingerprint"]
+    assert [n for n, _ in fp["rooms"]] == [synth_scene.name] * 2
+    assert fp["rooms"][0][1] == fp["rooms"][1][1] and f"`{fp['all']}`" in (
+        out / "eval.md").read_text()
     assert summary["memory"]["size"] > 500  # the shipped weights carry their instance memory
     assert main(["--weights", str(weights), "--data-root", str(root), "--split", "train",
                  "--no-teacher", "--no-memory", "--bootstrap", "0", "--pictures", "0",
@@ -404,3 +409,21 @@ def test_folk_eval_cli_several_roots_bootstrap_and_refusal(synth_scene, tmp_path
     (other / "classes.json").write_text(json.dumps(cls))
     assert main(["--weights", str(weights), "--data-root", str(root), str(other),
                  "--split", "train", "--no-teacher", "--out", str(out)]) == 2
+
+
+def test_scene_fingerprint_changes_with_any_point_or_label(synth_scene) -> None:
+    """Scene.fingerprint: the same for the same cloud and ground truth, different when one
+    coordinate moves by a float32 step or one point changes instance."""
+    import dataclasses
+
+    from folk_model.data.loader import load_scene
+
+    sc = load_scene(synth_scene, require_frames=False)
+    again = load_scene(synth_scene, require_frames=False)
+    assert sc.fingerprint() == again.fingerprint() and len(sc.fingerprint()) == 12
+    pts = sc.points.copy()
+    pts[0, 0] = np.nextafter(pts[0, 0], np.float32(np.inf))
+    assert dataclasses.replace(sc, points=pts).fingerprint() != sc.fingerprint()
+    ids = sc.instance_ids.copy()
+    ids[0] += 1
+    assert dataclasses.replace(sc, instance_ids=ids).fingerprint() != sc.fingerprint()

@@ -20,6 +20,8 @@ Frame indices ``<i>`` need not be contiguous; ``Scene.frame_ids`` lists them sor
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +74,19 @@ class Scene:
 
     def instance_path(self, frame_id: int) -> Path:
         return self.root / "instance" / f"{frame_id}.png"
+
+    def fingerprint(self) -> str:
+        """12 hex digits of a SHA-1 over the cloud and its ground truth (points, colours,
+        instance and label ids, bit for bit). Why: ``folk-synth`` regenerates the frozen test
+        rooms from a seed, but not bit for bit on every machine, and 1-2 points of AP moved
+        with such differences (docs/results/world.md, session 23); a report that names the
+        data it ran on says whether a user's rooms are the same."""
+        h = hashlib.sha1(self.name.encode())
+        for a in (self.points, self.colors, self.instance_ids, self.semantic_ids):
+            arr = np.ascontiguousarray(a)
+            h.update(str((arr.dtype.str, arr.shape)).encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()[:12]
 
     def instance_labels(self) -> dict[int, str]:
         """Ground-truth instance id -> class name, for every annotated instance."""

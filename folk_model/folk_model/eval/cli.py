@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                     "vocabulary": vocab, "novel": novel, "split": args.split,
                     "data_roots": args.data_root, "device": args.device, "cloud": args.cloud,
                     "mesh_seen_in_training": mesh_seen,
+                    "data_fingerprint": data_fingerprint(scenes),
                     "memory": manifest.get("memory") if segmenter.memory is not None else None})
     cal = ((summary.get("recognition") or {}).get("student") or {}).get("calibration")
     if cal:
@@ -157,6 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     print(results_table(summary))
     logger.info("wrote %s and %s", out / "eval.json", out / "eval.md")
     return 0
+
+
+def data_fingerprint(scenes: Sequence[Any]) -> dict[str, Any]:
+    """What the figures were measured on: each evaluated cloud's ``Scene.fingerprint``
+    ([name, digest] in evaluation order; two roots may hold rooms of one name) and one digest
+    of them all (12 hex digits), which the report prints."""
+    import hashlib
+
+    rooms = [[sc.name, sc.fingerprint()] for sc in scenes]
+    joined = "".join(f"{k}:{v};" for k, v in sorted(rooms))
+    return {"all": hashlib.sha1(joined.encode()).hexdigest()[:12], "rooms": rooms}
 
 
 def results_table(summary: dict[str, Any]) -> str:

@@ -203,6 +203,11 @@ def markdown_report(summary: dict[str, Any], title: str = "Student vs teacher pi
     """The summary as a markdown page: overall, base/novel, class-agnostic, per class."""
     lines = [f"# {title}", "", f"Scenes: {len(summary['scenes'])} ({', '.join(summary['scenes'])})",
              ""]
+    fp = summary.get("data_fingerprint")
+    if fp:
+        lines += [f"Data fingerprint: `{fp['all']}` (SHA-1 of the evaluated clouds and their "
+                  "ground truth; `eval.json` lists each room's). Rooms regenerated on another "
+                  "machine may differ bit for bit, and then read other figures.", ""]
     sec = summary["seconds_per_scene"]
     methods = [("student", summary["student"])]
     if summary.get("teacher"):
