@@ -388,3 +388,39 @@ def test_cpu_cuda_parity(tmp_path) -> None:
     torch.testing.assert_close(a.offset, b.offset.cpu(), atol=1e-3, rtol=1e-3)
     ra, rb = cpu.segment(p, c), gpu.segment(p, c)
     assert len(ra.instances) == len(rb.instances)
+
+
+def test_split_resting_takes_objects_off_a_table_top_but_not_a_chair_back() -> None:
+    """split_resting: a box standing on a desk's top leaves the desk's proposal as its own;
+    a chair's back, as wide as its seat, stays with the chair; a low set is left alone."""
+    from folk_model.student.proposals import split_resting
+
+    v = 0.04
+
+    def grid(x0, x1, y0, y1, z0, z1):  # voxel centres of a box, in whole voxels
+        xs, ys, zs = (a + v * (np.arange(round((b - a) / v)) + 0.5)
+                      for a, b in ((x0, x1), (y0, y1), (z0, z1)))
+        return np.stack(np.meshgrid(xs, ys, zs, indexing="ij"), -1).reshape(-1, 3)
+
+    desk_top = grid(0.0, 1.2, 0.0, 0.6, 0.72, 0.76)
+    legs = np.concatenate([grid(x, x + 0.04, y, y + 0.04, 0.0, 0.72)
+                           for x in (0.0, 1.16) for y in (0.0, 0.56)])
+    phone = grid(0.4, 0.6, 0.2, 0.32, 0.76, 0.84)
+    seat = grid(3.0, 3.48, 0.0, 0.48, 0.44, 0.48)
+    back = grid(3.0, 3.48, 0.44, 0.48, 0.48, 0.92)
+    low = grid(5.0, 5.4, 0.0, 0.4, 0.0, 0.12)
+    centers = np.concatenate([desk_top, legs, phone, seat, back, low])
+    counts = np.full(len(centers), 3, np.int64)
+    ends = np.cumsum([len(desk_top) + len(legs) + len(phone), len(seat) + len(back), len(low)])
+    sets = [np.arange(0, ends[0]), np.arange(ends[0], ends[1]), np.arange(ends[1], ends[2])]
+    out = split_resting(centers, counts, sets, v, min_points=50)
+    assert len(out) == 4  # desk, chair, low set, and the phone after them
+    phone_idx = np.arange(len(desk_top) + len(legs), ends[0])
+    # the phone, with the desk top's voxels under it (hidden in a scan)
+    under = np.flatnonzero((np.abs(desk_top[:, 0] - 0.5) < 0.1)
+                           & (np.abs(desk_top[:, 1] - 0.26) < 0.06))
+    assert set(out[3].tolist()) == set(phone_idx.tolist()) | set(under.tolist())
+    assert not set(out[0].tolist()) & set(out[3].tolist())
+    assert np.array_equal(out[1], sets[1]) and np.array_equal(out[2], sets[2])
+    # a part below min_points stays with its host
+    assert len(split_resting(centers, counts, sets, v, min_points=10_000)) == 3

@@ -159,6 +159,9 @@ class StudentConfig:
     # over a table: no wall or tall furniture in it, while every room and every frame of one
     # has them), and that "floor" is proposed as with a known floor (top_sets). 0 = off
     top_max_rise: float = 0.0
+    # objects resting on a proposal's flat top (a telephone on a desk) split off as proposals
+    # of their own (student.proposals.split_resting); measured in session 24
+    split_resting: bool = False
     # softmax temperature of the label scores (labelling.label_embeddings): fitted on dev rooms
     # by the calibration tool (folk-calibrate --write), so that a score of 0.9 is right about
     # 9 times in 10; stored with the weights because StudentConfig is in their manifest

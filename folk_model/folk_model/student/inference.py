@@ -16,7 +16,7 @@ from folk_model.labelling import Labelling, label_embeddings, word_biases, word_
 from folk_model.student.floor import FLOOR_BAND, floor_frame, structure_mask
 from folk_model.student.memory import InstanceMemory
 from folk_model.student.model import FolkStudent, VoxelBatch, quarter_turn, turned, voxelize
-from folk_model.student.proposals import cluster_voxels, grid_components, nms
+from folk_model.student.proposals import cluster_voxels, grid_components, nms, split_resting
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +289,9 @@ class StudentSegmenter:
         sets = cluster_voxels(net.centers, net.offsets, net.fg_prob, counts_np,
                               cfg.fg_threshold, cfg.cluster_radius, cfg.min_instance_points,
                               cfg.dual_set, coords)
+        if cfg.split_resting:
+            sets = split_resting(net.centers, counts_np, sets, cfg.voxel_size,
+                                 cfg.min_instance_points)
         n_clustered = len(sets)
         sets = sets + net.top_sets
         t3 = time.perf_counter()
