@@ -76,7 +76,7 @@ def node(synth_scene: Path, calibrated_weights: Path,
     # two test-time turns: the node's path through the averaged network passes; the room's
     # floor is known (z = 0 in map), as on a ground robot
     proc = start_node({**PARAMS, "weights": str(calibrated_weights), "tta_rotations": 2,
-                       "floor_height": 0.0, "top_max_rise": 0.5}, log=log)
+                       "floor_height": 0.0, "top_max_rise": 0.5, "split_resting": 0}, log=log)
     client = Client()
     try:
         assert client.wait_up(), log.read_text()
@@ -149,6 +149,7 @@ def test_instances_markers_cloud_and_stable_ids(node, text_encoder):
     assert client.diag_values()["tta_rotations"] == "2"  # the parameter over the weights' 1
     assert client.diag_values()["floor_height"] == "0"
     assert client.diag_values()["top_max_rise"] == "0.5"  # the parameter over the weights' 0
+    assert client.diag_values()["split_resting"] == "0"  # the parameter over the weights' 1
     assert client.diag_values()["label_score_map_new_word"] == "same"  # one map for all
     # Before any run: the node cleared RViz of an earlier process's markers (DELETEALL in
     # both namespaces), one second after it came up.

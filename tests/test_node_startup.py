@@ -174,6 +174,7 @@ def test_corrupt_weights_file_exits(tmp_path: Path):
         (["tta_rotations:=3"], "tta_rotations"),
         (["floor_height:=.nan"], "floor_height"),
         (["top_max_rise:=5.0"], "top_max_rise"),
+        (["split_resting:=2"], "split_resting"),
     ],
 )
 def test_bad_start_up_parameters_exit_with_the_reason(params, needle):

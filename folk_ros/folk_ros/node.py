@@ -172,6 +172,10 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
                      "carpet: the carpet, 84% of the frame), so it is off in the demo "
                      "weights; 0 = off, -1 = as the weights say "
                      "(docs/results/world.md, session 23)", True, (-1.0, 3.0)),
+    "split_resting": (-1, "objects standing on a furniture top (a phone or a monitor on a "
+                      "desk) proposed apart from it: 1 on, 0 off, -1 as the weights say "
+                      "(StudentConfig.split_resting; docs/results/world.md, session 24)",
+                      True, (-1, 1)),
     "distortion": ("rectify", "'rectify': images are raw, undo camera_info's plumb_bob / "
                    "rational_polynomial / equidistant distortion; 'rectified': images are "
                    "already rectified (image_rect), D ignored, P used", True, None),
@@ -225,7 +229,7 @@ PARAMS: dict[str, tuple[Any, str, bool, tuple[float, float] | None]] = {
 }
 INT_PARAMS = {"torch_threads", "tta_rotations", "max_labels", "max_label_length", "top_k",
               "frame_queue_size", "pixel_stride", "max_voxels", "min_points", "text_cache_size",
-              "segment_nice"}
+              "segment_nice", "split_resting"}
 UNSET_TYPES = {"floor_height": Parameter.Type.DOUBLE}  # unset-by-default scalars
 TF2_HINT = ("install tf2_ros for Python (rosdep key tf2_ros_py: apt install "
             "ros-$ROS_DISTRO-tf2-ros-py)")
@@ -419,6 +423,8 @@ class FolkNode(Node):
                                               callback_group=timers)
         if p["top_max_rise"] >= 0:
             self.backend.segmenter.cfg.top_max_rise = float(p["top_max_rise"])
+        if p["split_resting"] >= 0:
+            self.backend.segmenter.cfg.split_resting = bool(p["split_resting"])
         segment = self.backend.segmenter.segment
         if p["floor_height"] is not None:
             segment = functools.partial(segment, floor_z=float(p["floor_height"]))
@@ -1042,6 +1048,7 @@ class FolkNode(Node):
             "gil_switch_ms": f"{sys.getswitchinterval() * 1e3:.3g}",
             "tta_rotations": str(self.backend.segmenter.cfg.tta_rotations),
             "top_max_rise": f"{self.backend.segmenter.cfg.top_max_rise:g}",
+            "split_resting": int(self.backend.segmenter.cfg.split_resting),
             "floor_height": "unknown" if self.p["floor_height"] is None
                             else f"{self.p['floor_height']:g}",
             "texts_cached": self.vocab.cached_texts,

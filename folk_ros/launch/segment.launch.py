@@ -5,8 +5,8 @@
         camera_info_topic:=/camera/color/camera_info fixed_frame:=map
 
 Parameters come from ``config`` (default: this package's config/segment.yaml); weights,
-device, vl_pretrained, fixed_frame, pose_source, pose_frame, floor_height, top_max_rise and
-tta_rotations override it only when given (non-empty).
+device, vl_pretrained, fixed_frame, pose_source, pose_frame, floor_height, top_max_rise,
+split_resting and tta_rotations override it only when given (non-empty).
 ``use_sim_time:=true`` when replaying a bag with ``ros2 bag play --clock`` (or in a
 simulator): the node's clock and TF lookups then follow /clock. Topic arguments remap the
 node's relative input names.
@@ -38,10 +38,13 @@ OVERRIDES = {
                     "above the estimated floor has its top proposed as an instance (an arm's "
                     "camera over a table: 0.5; a bare floor is then proposed too; empty: the "
                     "config file's -1, as the weights say: off for the demo weights)",
+    "split_resting": "objects standing on a furniture top proposed apart from it: 1 on, 0 off "
+                     "(empty: the config file's -1, as the weights say)",
     "tta_rotations": "test-time turns the student averages: 1, 2 or 4 (empty: the config "
                      "file's 0, which means 4 with device:=cuda and 1 on the CPU)",
 }
-TYPED = {"floor_height": float, "top_max_rise": float, "tta_rotations": int}  # the rest are strings
+TYPED = {"floor_height": float, "top_max_rise": float, "split_resting": int,
+         "tta_rotations": int}  # the rest are strings
 TOPICS = {
     "color_topic": ("color/image", "/camera/color/image_raw", "colour image (rgb8 or bgr8)"),
     "depth_topic": ("depth/image", "/camera/aligned_depth_to_color/image_raw",
