@@ -166,18 +166,22 @@ def split_resting(centers: np.ndarray, counts: np.ndarray, sets: list[np.ndarray
         bins, n_bin = np.unique(zb[zb >= int(np.floor(min_top / voxel))], return_counts=True)
         top_bin = bins[n_bin >= 0.5 * n_bin.max()].max()  # a thick top's upper layer
         xy = np.floor(centers[s, :2] / voxel).astype(np.int64)
-        n_foot = len({tuple(c) for c in xy.tolist()})
+        xy -= xy.min(0) - 1  # >= 1, so that a cell's -1 neighbours keep distinct keys
+        stride = int(xy[:, 1].max()) + 2
+        cell = xy[:, 0] * stride + xy[:, 1]  # one key per footprint cell
         on_top = zb == top_bin
-        if on_top.sum() < max(20, top_cover * n_foot):
+        if on_top.sum() < max(20, top_cover * len(np.unique(cell))):
             continue
         top_xy = xy[on_top]
         width = (top_xy.max(0) - top_xy.min(0) + 1).astype(np.float64)
-        top_cells = {tuple(c) for c in top_xy.tolist()}
+        top_cells = np.unique(cell[on_top])
         # above the top and inside its footprint (one cell of slack): on it, not beside it
         above = np.flatnonzero(zb > top_bin)
-        above = above[np.array([any((x + dx, y + dy) in top_cells for dx in (-1, 0, 1)
-                                    for dy in (-1, 0, 1)) for x, y in xy[above].tolist()],
-                               bool)]
+        near = np.zeros(len(above), bool)
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                near |= np.isin(cell[above] + dx * stride + dy, top_cells)
+        above = above[near]
         if len(above) == 0:
             continue
         labels = grid_components(centers[s[above]], voxel)
@@ -187,9 +191,7 @@ def split_resting(centers: np.ndarray, counts: np.ndarray, sets: list[np.ndarray
             ext = xy[part].max(0) - xy[part].min(0) + 1
             if np.any(ext > max_width * width):
                 continue
-            cols = {tuple(c) for c in xy[part].tolist()}
-            under = np.flatnonzero(on_top & np.array([tuple(c) in cols for c in xy.tolist()],
-                                                     bool))
+            under = np.flatnonzero(on_top & np.isin(cell, cell[part]))
             part = np.concatenate([part, under])
             if counts[s[part]].sum() < min_points:
                 continue
