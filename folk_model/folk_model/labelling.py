@@ -112,7 +112,13 @@ def word_biases(words: Sequence[str], known_words: Sequence[str],
     session 24)."""
     if handicap == 0.0 or not len(known_words):
         return np.zeros(len(words), np.float32)
-    return np.where(new_words(words, known_words), 0.0, -float(handicap)).astype(np.float32)
+    return handicap_biases(new_words(words, known_words), handicap)
+
+
+def handicap_biases(new_word: np.ndarray, handicap: float) -> np.ndarray:
+    """float32 [M]: ``-handicap`` for each word that ``new_word`` (bool [M]) does not mark,
+    0 for the new words (``word_biases`` on words already sorted by kind)."""
+    return np.where(np.asarray(new_word, bool), 0.0, -float(handicap)).astype(np.float32)
 
 
 def calibrated_scores(prob: np.ndarray, score_map: ScoreMap = (1.0, 0.0)) -> np.ndarray:

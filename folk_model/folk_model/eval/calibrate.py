@@ -279,9 +279,10 @@ def _fit_and_measure(sim: np.ndarray, target: np.ndarray, fold: np.ndarray, bins
 
 
 def _handicap(arg: str, current: float, sim: np.ndarray, target: np.ndarray,
-              is_new: np.ndarray | None, mesh: list[str | None]
+              is_new: np.ndarray | None, mesh: list[str] | None
               ) -> tuple[float, dict[str, Any]]:
-    """--handicap: (the handicap to fit with, the record of how it was chosen)."""
+    """--handicap: (the handicap to fit with, the record of how it was chosen); ``mesh``:
+    each mask's mesh where every mask has one, else None (no check across meshes)."""
     from folk_model.eval.calibration import (
         choose_handicap,
         handicap_across_meshes,
@@ -300,7 +301,7 @@ def _handicap(arg: str, current: float, sim: np.ndarray, target: np.ndarray,
         return g, {}
     g = choose_handicap(sim, target, is_new)
     record: dict[str, Any] = {"table": handicap_table(sim, target, is_new)}
-    if mesh and all(m is not None for m in mesh):
+    if mesh is not None:
         record["across_meshes"] = handicap_across_meshes(sim, target, is_new, mesh)
     return g, record
 
@@ -379,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     from folk_model.data.loader import SceneError
     from folk_model.eval.calibration import calibration_stats, plot_reliability
     from folk_model.eval.cli import evaluation_vocabulary
-    from folk_model.labelling import new_words, normalize, word_biases
+    from folk_model.labelling import handicap_biases, new_words, normalize
     from folk_model.student import WeightsError, load_weights
     from folk_model.student.weights import check_encoder, update_manifest
     from folk_model.vl import create_vl_encoder, load_vl_config
@@ -452,15 +453,19 @@ def main(argv: list[str] | None = None) -> int:
     # the vocabulary's words the weights never trained on (None: no record of their classes)
     is_new = new_words(vocab, known_words) if known_words else None
     g_before = float(segmenter.cfg.label_known_word_handicap)
+    # the checks across objects need a mesh record for every mask (folk-synth rooms)
+    meshes_known = bool(mesh) and all(m is not None for m in mesh)
     handicap = {}
     try:
-        g_after, handicap = _handicap(args.handicap, g_before, sim, target, is_new, mesh)
+        g_after, handicap = _handicap(args.handicap, g_before, sim, target, is_new,
+                                      mesh if meshes_known else None)
     except ValueError as exc:
         logger.error("%s", exc)
         return 2
     # scores as the weights rank words now, and with the handicap being fitted
     sim_before = sim + segmenter.word_bias(vocab)[None, :]
-    sim = sim + word_biases(vocab, known_words, g_after)[None, :]
+    if is_new is not None:
+        sim = sim + handicap_biases(is_new, g_after)[None, :]
     new_word = is_new if args.by_word else None
     from folk_model.eval.calibration import mesh_weights
 
@@ -494,10 +499,9 @@ def main(argv: list[str] | None = None) -> int:
                                                   ("after", sim, t_after, maps_after))}
     t_fixed = t_before if args.keep_temperature else None
     cv = _two_fold(sim, target, np.array(scene_of), args.bins, t_fixed, new_word, weights)
-    # across objects: only where every mask has a mesh record (folk-synth rooms)
     cv_mesh = (_two_fold(sim, target, np.array(mesh, dtype=object), args.bins, t_fixed,
                          new_word, weights, splits=args.mesh_splits)
-               if mesh and all(m is not None for m in mesh) else {})
+               if meshes_known else {})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     memory = segmenter.memory is not None

@@ -188,11 +188,13 @@ def handicap_table(sim: np.ndarray, target: np.ndarray, is_new: np.ndarray,
     harmonic mean H of base and novel, for each handicap ``g`` of ``grid`` subtracted from
     the training words' cosines (``labelling.word_biases``). ``is_new`` bool [C] marks the
     vocabulary's new words; ``sim`` [N, C] are raw cosines."""
+    from folk_model.labelling import handicap_biases
+
     is_new = np.asarray(is_new, bool)
     novel = is_new[target]
     rows = []
     for g in grid:
-        right = (sim - g * (~is_new)[None, :]).argmax(1) == target
+        right = (sim + handicap_biases(is_new, g)[None, :]).argmax(1) == target
         b = float(right[~novel].mean()) if (~novel).any() else float("nan")
         n = float(right[novel].mean()) if novel.any() else float("nan")
         h = 2 * b * n / (b + n) if b + n > 0 else 0.0
