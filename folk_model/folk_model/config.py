@@ -136,9 +136,9 @@ class StudentConfig:
     # were off by degrees and whole walls were rejected
     structure_refine: bool = False
     # metres beyond a candidate wall where a point counts as outside the room (a wall bounds
-    # the room when almost nothing lies there: floor.py _bounds_room); 0.1 = twice the
-    # inlier distance, the first prior's; a noisy map's wall is itself thicker than that
-    structure_outside_gap: float = 0.1
+    # the room when almost nothing lies there: floor.py _bounds_room); None = structure_mask's
+    # own default, twice its inlier distance (0.1 m); a noisy map's wall is itself thicker
+    structure_outside_gap: float | None = None
     # test-time rotations about the vertical axis whose foreground probabilities and centre
     # offsets are averaged before grouping: 1 (off), 2 (0 and 180 deg) or 4 (every 90 deg);
     # these turns map the voxel grid onto itself, so every pass sees the same voxels and only
