@@ -35,8 +35,9 @@ MIN_REGION_SIZE = 100  # GT instances with fewer points are not evaluated
 
 def _grid(args: argparse.Namespace) -> list[dict[str, float]]:
     keys = ("fg_threshold", "cluster_radius", "dual_set", "unshifted_adjacency", "nms_iou",
-            "min_score")
-    vals = (args.fg, args.radius, args.dual, args.adjacency, args.nms, args.min_score)
+            "min_score", "split_max_cos", "split_min_score")
+    vals = (args.fg, args.radius, args.dual, args.adjacency, args.nms, args.min_score,
+            args.split_max_cos, args.split_min_score)
     return [dict(zip(keys, v, strict=True)) for v in itertools.product(*vals)]
 
 
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
                     nargs="*", default=[True])
     ap.add_argument("--nms", type=float, nargs="*", default=[0.3, 0.5])
     ap.add_argument("--min-score", type=float, nargs="*", default=[0.05])
+    # the gate on parts split off a furniture top (StudentConfig.split_max_cos /
+    # split_min_score; session 25); "none" = no cosine gate. Only with split_resting on
+    ap.add_argument("--split-max-cos", type=lambda s: None if s.lower() == "none" else float(s),
+                    nargs="*", default=[None])
+    ap.add_argument("--split-min-score", type=float, nargs="*", default=[0.0])
     ap.add_argument("--tta", type=int, default=None,
                     help="test-time rotations (1, 2, 4) of the network pass the settings are "
                          "swept over (default: as the weights' manifest says)")
@@ -143,13 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(dirs)} rooms of {args.data_root} split {args.split}; weights {args.weights}; "
           f"current setting {current}; tta_rotations {seg.cfg.tta_rotations}")
     head = " ".join(f"{c[:14]:>14}" for c in args.clouds)
-    print(f"{'fg':>4} {'radius':>6} {'dual':>5} {'adj':>5} {'nms':>4} {'min_s':>5} {head} "
+    print(f"{'fg':>4} {'radius':>6} {'dual':>5} {'adj':>5} {'nms':>4} {'min_s':>5} "
+          f"{'p_cos':>5} {'p_s':>4} {head} "
           f"{'mean':>6} {'max share':>9} {'conf/room':>9} {'conf ok %':>9}")
     for r in rows:
         cells = " ".join(f"{r['AP50'][c]:14.1f}" for c in args.clouds)
         mark = " <- current" if all(r[k] == v for k, v in current.items()) else ""
         print(f"{r['fg_threshold']:4.2f} {r['cluster_radius']:6.3f} {r['dual_set']!s:>5} "
               f"{r['unshifted_adjacency']!s:>5} {r['nms_iou']:4.2f} {r['min_score']:5.2f} "
+              f"{r['split_max_cos'] if r['split_max_cos'] is not None else 'none':>5} "
+              f"{r['split_min_score']:4.2f} "
               f"{cells} {r['mean_AP50']:6.1f} {r['max_share']:9.2f} "
               f"{r['confident_per_room']:9.1f} {r['confident_right']:9.1f}{mark}")
     if args.write:

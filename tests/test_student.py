@@ -393,7 +393,7 @@ def test_cpu_cuda_parity(tmp_path) -> None:
 def test_split_resting_takes_objects_off_a_table_top_but_not_a_chair_back() -> None:
     """split_resting: a box standing on a desk's top leaves the desk's proposal as its own;
     a chair's back, as wide as its seat, stays with the chair; a low set is left alone."""
-    from folk_model.student.proposals import split_resting
+    from folk_model.student.proposals import rejoin_parts, split_resting
 
     v = 0.04
 
@@ -413,7 +413,8 @@ def test_split_resting_takes_objects_off_a_table_top_but_not_a_chair_back() -> N
     counts = np.full(len(centers), 3, np.int64)
     ends = np.cumsum([len(desk_top) + len(legs) + len(phone), len(seat) + len(back), len(low)])
     sets = [np.arange(0, ends[0]), np.arange(ends[0], ends[1]), np.arange(ends[1], ends[2])]
-    out = split_resting(centers, counts, sets, v, min_points=50)
+    out, host_of = split_resting(centers, counts, sets, v, min_points=50)
+    assert host_of == [0]  # the phone came off the desk
     assert len(out) == 4  # desk, chair, low set, and the phone after them
     phone_idx = np.arange(len(desk_top) + len(legs), ends[0])
     # the phone, with the desk top's voxels under it (hidden in a scan)
@@ -423,4 +424,49 @@ def test_split_resting_takes_objects_off_a_table_top_but_not_a_chair_back() -> N
     assert not set(out[0].tolist()) & set(out[3].tolist())
     assert np.array_equal(out[1], sets[1]) and np.array_equal(out[2], sets[2])
     # a part below min_points stays with its host
-    assert len(split_resting(centers, counts, sets, v, min_points=10_000)) == 3
+    assert len(split_resting(centers, counts, sets, v, min_points=10_000)[0]) == 3
+    # rejoin_parts puts a flagged part back into its host, whole again
+    back, kept = rejoin_parts(out, host_of, np.array([True]))
+    assert kept == [] and len(back) == 3
+    assert np.array_equal(back[0], np.sort(sets[0])) and np.array_equal(back[1], sets[1])
+
+
+def test_the_split_gate_returns_parts_close_to_their_host() -> None:
+    """propose with split_resting: a box on a desk comes off as a proposal of its own; the
+    gate on the cosine between part and host (split_max_cos) puts it back when the cosine
+    reaches the threshold (-1: always, the proposals without the split) and not otherwise
+    (1.01: never, the split alone); a score gate (split_min_score) above every score does
+    the same as -1."""
+    torch.manual_seed(0)
+    cfg = small_cfg(floor_frame=False, structure_prior=False, split_resting=True,
+                    dual_set=True, unshifted_adjacency=True, min_instance_points=50)
+    seg = StudentSegmenter(FolkStudent(cfg), cfg)
+    rng = np.random.default_rng(0)
+    top = np.column_stack([rng.uniform([0, 0], [1.2, 0.6], (8000, 2)),
+                           rng.uniform(0.72, 0.76, 8000)])
+    legs = np.concatenate([np.column_stack([rng.uniform(x, x + 0.04, 500),
+                                            rng.uniform(y, y + 0.04, 500),
+                                            rng.uniform(0.0, 0.72, 500)])
+                           for x in (0.0, 1.16) for y in (0.0, 0.56)])
+    box = rng.uniform([0.4, 0.2, 0.76], [0.6, 0.32, 0.9], (2000, 3))
+    p = np.concatenate([top, legs, box]).astype(np.float32)
+    c = np.full((len(p), 3), 128, np.uint8)
+    is_box = np.arange(len(p)) >= len(top) + len(legs)
+    net = seg.forward(p, c)
+
+    def sizes(**kw: object) -> list[int]:
+        res = seg.propose(net, dataclasses.replace(cfg, **kw))
+        return sorted(len(i.point_indices) for i in res.instances)
+
+    def box_alone(**kw: object) -> bool:
+        res = seg.propose(net, dataclasses.replace(cfg, **kw))
+        # the box with the desk top's points under it (hidden in a scan)
+        return any(is_box[i.point_indices].mean() > 0.75
+                   and is_box[i.point_indices].sum() > 0.9 * is_box.sum()
+                   for i in res.instances)
+
+    assert box_alone() and box_alone(split_max_cos=1.01)
+    assert sizes(split_max_cos=1.01) == sizes()
+    assert not box_alone(split_max_cos=-1.0)
+    assert sizes(split_max_cos=-1.0) == sizes(split_resting=False)
+    assert sizes(split_min_score=2.0) == sizes(split_resting=False)

@@ -164,6 +164,13 @@ class StudentConfig:
     # (test rooms: class-agnostic AP50 +5 to +18 on every robustness variant, but more kept
     # proposals that are not objects); False here so that a new config opts in
     split_resting: bool = False
+    # a gate on those parts, once the heads have scored and embedded them: a part goes back
+    # to its host when the cosine between their embeddings is at least split_max_cos (None =
+    # never) or its score is under split_min_score. On dev rooms most split parts that are no
+    # object are pieces of their host (a pillow, a headboard, a tv's screen above its stand),
+    # closer to it in the embedding and scored lower than parts that are objects of their own
+    split_max_cos: float | None = None
+    split_min_score: float = 0.0
     # softmax temperature of the label scores (labelling.label_embeddings): fitted on dev rooms
     # by the calibration tool (folk-calibrate --write), so that a score of 0.9 is right about
     # 9 times in 10; stored with the weights because StudentConfig is in their manifest

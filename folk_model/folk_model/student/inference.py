@@ -16,7 +16,13 @@ from folk_model.labelling import Labelling, label_embeddings, word_biases, word_
 from folk_model.student.floor import FLOOR_BAND, floor_frame, structure_mask
 from folk_model.student.memory import InstanceMemory
 from folk_model.student.model import FolkStudent, VoxelBatch, quarter_turn, turned, voxelize
-from folk_model.student.proposals import cluster_voxels, grid_components, nms, split_resting
+from folk_model.student.proposals import (
+    cluster_voxels,
+    grid_components,
+    nms,
+    rejoin_parts,
+    split_resting,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -268,41 +274,60 @@ class StudentSegmenter:
         return NetworkPass(valid, vb, out, fg, centers_np, offsets_np, fg_np, counts_np,
                            timings, t0, tops)
 
+    def _score_sets(self, net: NetworkPass, sets: list[np.ndarray]
+                    ) -> tuple[np.ndarray, torch.Tensor]:
+        """Score (the score head times the set's mean foreground, float [K]) and unit
+        embedding ([K, D], on the device) of each set of voxels."""
+        inst = [torch.from_numpy(s).to(self.device) for s in sets]
+        pooled = self.model.pool(net.out.feat, net.vb.centers, inst)
+        score_logit, emb = self.model.instance_heads(pooled)
+        mean_fg = torch.stack([net.fg[i].mean() for i in inst])
+        return (torch.sigmoid(score_logit) * mean_fg).float().cpu().numpy(), emb
+
     @torch.no_grad()
     def propose(self, net: NetworkPass, cfg: StudentConfig | None = None
                 ) -> SegmentationResult:
         """Instances from a network pass: cluster, score, suppress duplicates, embed.
 
         ``cfg`` overrides the proposal settings (``fg_threshold``, ``cluster_radius``,
-        ``min_instance_points``, ``dual_set``, ``nms_iou``, ``min_score``); default: the
-        segmenter's own. ``net`` is not modified, so one pass serves many settings.
+        ``min_instance_points``, ``dual_set``, ``nms_iou``, ``min_score``, ``split_resting``
+        and its gate ``split_max_cos``, ``split_min_score``); default: the segmenter's own.
+        ``net`` is not modified, so one pass serves many settings.
         """
         cfg = cfg or self.cfg
         timings = dict(net.timings)
         if net.vb is None:
             timings["total"] = time.perf_counter() - net.t0
             return SegmentationResult([], timings)
-        vb, out, fg = net.vb, net.out, net.fg
-        counts_np = net.counts
+        vb, counts_np = net.vb, net.counts
         t2 = time.perf_counter()
         coords = vb.coords[:, 1:4].cpu().numpy() if cfg.unshifted_adjacency else None
         sets = cluster_voxels(net.centers, net.offsets, net.fg_prob, counts_np,
                               cfg.fg_threshold, cfg.cluster_radius, cfg.min_instance_points,
                               cfg.dual_set, coords)
+        host_of: list[int] = []
         if cfg.split_resting:
-            sets = split_resting(net.centers, counts_np, sets, cfg.voxel_size,
-                                 cfg.min_instance_points)
-        n_clustered = len(sets)
-        sets = sets + net.top_sets
+            sets, host_of = split_resting(net.centers, counts_np, sets, cfg.voxel_size,
+                                          cfg.min_instance_points)
         t3 = time.perf_counter()
         timings["proposals"] = t3 - t2
         instances: list[InstancePrediction] = []
-        if sets:
-            inst = [torch.from_numpy(s).to(self.device) for s in sets]
-            pooled = self.model.pool(out.feat, vb.centers, inst)
-            score_logit, emb = self.model.instance_heads(pooled)
-            mean_fg = torch.stack([fg[i].mean() for i in inst])
-            score = (torch.sigmoid(score_logit) * mean_fg).float().cpu().numpy()
+        if sets or net.top_sets:
+            score, emb = self._score_sets(net, sets + net.top_sets)
+            gate = cfg.split_max_cos is not None or cfg.split_min_score > 0
+            if host_of and gate:
+                first = len(sets) - len(host_of)
+                part = np.arange(first, len(sets))
+                back = score[part] < cfg.split_min_score
+                if cfg.split_max_cos is not None:
+                    cos = (emb[torch.from_numpy(part).to(self.device)]
+                           * emb[torch.as_tensor(host_of, device=self.device)]).sum(1)
+                    back |= cos.float().cpu().numpy() >= cfg.split_max_cos
+                if back.any():
+                    sets, host_of = rejoin_parts(sets, host_of, back)
+                    score, emb = self._score_sets(net, sets + net.top_sets)
+            n_clustered = len(sets)
+            sets = sets + net.top_sets
             # a top's voxels are background to the network, and its score head has never
             # seen one: geometry proposed it, so it gets cfg.top_score
             score[n_clustered:] = cfg.top_score

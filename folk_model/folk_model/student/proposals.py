@@ -143,7 +143,7 @@ def nms(sets: list[np.ndarray], scores: np.ndarray, num: int, iou_threshold: flo
 def split_resting(centers: np.ndarray, counts: np.ndarray, sets: list[np.ndarray],
                   voxel: float, min_points: int, min_top: float = 0.25,
                   top_cover: float = 0.3, max_width: float = 0.7
-                  ) -> list[np.ndarray]:
+                  ) -> tuple[list[np.ndarray], list[int]]:
     """Proposals with the objects resting on them split off, as proposals of their own.
 
     Why: offsets cluster a telephone, a bowl or a monitor with the desk it stands on (on dev
@@ -155,9 +155,11 @@ def split_resting(centers: np.ndarray, counts: np.ndarray, sets: list[np.ndarray
     footprint, of ``min_points`` points or more and narrower than ``max_width`` of the top in
     x and in y (a chair's back or a headboard spans its seat or bed and stays), become sets
     of their own, with the top's voxels in their columns (the top is hidden under an object),
-    and leave the host. Returns the new list (hosts in place, split parts after them)."""
+    and leave the host. Returns the new list (hosts in place, split parts after them) and the
+    host index of each split part (``rejoin_parts`` puts a part back)."""
     out = list(sets)
     extra: list[np.ndarray] = []
+    host_of: list[int] = []
     for j, s in enumerate(sets):
         z = centers[s, 2]
         if len(s) < 20 or z.max() < min_top:
@@ -197,6 +199,21 @@ def split_resting(centers: np.ndarray, counts: np.ndarray, sets: list[np.ndarray
                 continue
             taken[part] = True
             extra.append(np.sort(s[part]))
+            host_of.append(j)
         if taken.any():
             out[j] = s[~taken]
-    return out + extra
+    return out + extra, host_of
+
+
+def rejoin_parts(sets: list[np.ndarray], host_of: list[int], back: np.ndarray
+                 ) -> tuple[list[np.ndarray], list[int]]:
+    """``split_resting``'s output with the parts flagged in ``back`` (bool, one per part)
+    returned to their hosts. ``sets`` ends with the ``len(host_of)`` parts; returns the new
+    list (parts kept after the hosts, in order) and the hosts of the kept parts."""
+    first = len(sets) - len(host_of)
+    out = list(sets[:first])
+    for k in np.flatnonzero(back):
+        h = host_of[k]
+        out[h] = np.sort(np.concatenate([out[h], sets[first + k]]))
+    keep = np.flatnonzero(~np.asarray(back, bool))
+    return out + [sets[first + k] for k in keep], [host_of[k] for k in keep]
