@@ -168,7 +168,9 @@ class StudentConfig:
     # to its host when the cosine between their embeddings is at least split_max_cos (None =
     # never) or its score is under split_min_score. On dev rooms most split parts that are no
     # object are pieces of their host (a pillow, a headboard, a tv's screen above its stand),
-    # closer to it in the embedding and scored lower than parts that are objects of their own
+    # closer to it in the embedding and scored lower than parts that are objects of their own.
+    # Off in the demo weights: 0.6 gained 3 AP50 on dev rooms but put a real desk's monitor
+    # back into the desk (PCL's office frame; docs/results/world.md, session 25)
     split_max_cos: float | None = None
     split_min_score: float = 0.0
     # softmax temperature of the label scores (labelling.label_embeddings): fitted on dev rooms
