@@ -456,3 +456,19 @@ def test_the_node_refuses_a_handicap_it_cannot_use() -> None:
     seg.cfg.label_known_word_handicap, seg.cfg.label_known_words = 0.03, ()
     with pytest.raises(StartupError, match="label_known_words is empty"):
         label_handicap(seg)
+
+
+def test_group_halvings_split_whole_groups_the_same_way_every_time() -> None:
+    """group_halvings: every group lies wholly on one side, half the groups on each, the same
+    halvings on every call (no generator state), different ones per split; one group: none."""
+    from folk_model.eval.calibration import group_halvings
+
+    groups = np.array([f"mesh{i % 7}" for i in range(40)], dtype=object)
+    a, b = group_halvings(groups, 4), group_halvings(groups, 4)
+    assert len(a) == 4 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    for half in a:
+        for g in set(groups):
+            assert len(set(half[groups == g])) == 1
+        assert len(set(groups[half])) in (3, 4)
+    assert len({tuple(h) for h in a}) > 1
+    assert group_halvings(np.array(["A"] * 5, dtype=object), 3) == []

@@ -219,25 +219,21 @@ def _two_fold(sim: np.ndarray, target: np.ndarray, groups: np.ndarray,
     """Temperature and map(s) fitted on alternate ``groups`` (each mask's room, or its
     object's mesh), ECE measured on the others (both ways, pooled): how calibrated the scores
     are on rooms, or on objects, that the fit never saw. With ``splits`` > 1 the groups are
-    halved that many ways (a fixed shuffle per split: seeds 0, 1, ...) and the ECEs averaged,
+    halved that many ways (``calibration.group_halvings``) and the ECEs averaged,
     since with few meshes one halving moves the figure by several points.
 
     Why meshes too: every folk-synth dev room draws on the same few dev meshes per class, so
     fresh rooms repeat the fit's objects. On dev rooms (session 23) a map per kind of word
     read 14.5% across rooms and 19.0% across meshes, one map 7.2% and 17.6%; on the test
     rooms' unseen meshes they read 17.2% and 14.3%."""
-    import hashlib
+    from folk_model.eval.calibration import group_halvings
 
-    groups = np.asarray(groups)
-    names = sorted(set(groups.tolist()))
-    if len(names) < 2:
+    halvings = group_halvings(groups, splits)
+    if not halvings:
         return {}
     runs = []
-    for seed in range(max(1, splits)):
-        order = names if splits <= 1 else sorted(
-            names, key=lambda g: hashlib.sha1(f"{seed}{g}".encode()).hexdigest())
-        run = _fit_and_measure(sim, target, np.isin(groups, order[::2]), bins, temperature,
-                               new_word, weights)
+    for fold in halvings:
+        run = _fit_and_measure(sim, target, fold, bins, temperature, new_word, weights)
         if not run:
             return {}
         runs.append(run)

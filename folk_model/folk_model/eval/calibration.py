@@ -216,19 +216,37 @@ def choose_handicap(sim: np.ndarray, target: np.ndarray, is_new: np.ndarray,
     return table[int(np.argmax([r["h"] for r in table]))]["handicap"]
 
 
+def group_halvings(groups: Sequence[Any] | np.ndarray, splits: int) -> list[np.ndarray]:
+    """``splits`` ways of halving the distinct ``groups`` (a mask's room or its object's
+    mesh): bool [N] masks of one half. The groups are ordered by the SHA-1 of seed and name
+    (seeds 0, 1, ...; ``splits`` <= 1: sorted by name, unshuffled) and every other one taken,
+    so that the halvings do not depend on numpy's generators and every check across groups
+    (``calibrate._two_fold``, :func:`handicap_across_meshes`) halves alike. Empty when there
+    are fewer than two groups."""
+    import hashlib
+
+    groups = np.asarray(groups, dtype=object)
+    names = sorted(set(groups.tolist()))
+    if len(names) < 2:
+        return []
+    out = []
+    for seed in range(max(1, splits)):
+        order = names if splits <= 1 else sorted(
+            names, key=lambda g: hashlib.sha1(f"{seed}{g}".encode()).hexdigest())
+        out.append(np.isin(groups, order[::2]))
+    return out
+
+
 def handicap_across_meshes(sim: np.ndarray, target: np.ndarray, is_new: np.ndarray,
-                           mesh: Sequence[str], splits: int = 5, seed: int = 24,
+                           mesh: Sequence[str], splits: int = 5,
                            grid: Sequence[float] = HANDICAP_GRID) -> dict[str, Any]:
     """The handicap chosen on half the object meshes and judged on the masks of the others
-    (both ways, ``splits`` random halvings): what a user's own objects would see, since dev
-    rooms repeat a few meshes per class. Returns the choices and the held-out changes of H,
-    novel, base and all top-1 against no handicap (percentage points)."""
-    mesh = np.asarray(mesh, dtype=object)
-    names = np.array(sorted(set(mesh.tolist())), dtype=object)
-    rng = np.random.default_rng(seed)
+    (both ways, ``splits`` halvings by :func:`group_halvings`): what a user's own objects
+    would see, since dev rooms repeat a few meshes per class. Returns the choices and the
+    held-out changes of H, novel, base and all top-1 against no handicap (percentage
+    points)."""
     chosen, d = [], {k: [] for k in ("h", "novel", "base", "all")}
-    for _ in range(splits):
-        half = np.isin(mesh, rng.permutation(names)[: len(names) // 2])
+    for half in group_halvings(mesh, splits):
         for fit_on in (half, ~half):
             try:
                 g = choose_handicap(sim[fit_on], target[fit_on], is_new, grid)
