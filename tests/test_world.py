@@ -193,6 +193,31 @@ def test_world_augmentation_keeps_points_and_instances_aligned() -> None:
     assert np.abs(np.median(q[j == 0, 2])) < 0.02
 
 
+def test_object_augmentation_stretches_and_recolours_objects_where_they_stand() -> None:
+    """augment_objects: every object (p = 1) keeps its points and its base height, changes
+    its extent and colour; the background is untouched; p = 0 changes nothing."""
+    from student_toy import toy_room
+
+    from folk_model.config import TrainConfig
+    from folk_model.train.train import augment_objects
+
+    pts, col, inst, _ = toy_room(0)
+    pts = pts.astype(np.float32)
+    cfg = TrainConfig(aug_object_p=1.0, aug_object_scale=0.2, aug_object_color=0.3)
+    p, c = augment_objects(pts, col, inst, np.random.default_rng(0), cfg)
+    assert p.shape == pts.shape and c.shape == col.shape and c.dtype == np.uint8
+    bg = inst == 0
+    assert np.array_equal(p[bg], pts[bg]) and np.array_equal(c[bg], col[bg])
+    for i in np.unique(inst[inst > 0]):
+        m = inst == i
+        assert p[m, 2].min() == pytest.approx(pts[m, 2].min(), abs=1e-5)  # still standing
+        assert not np.allclose(np.ptp(p[m], 0), np.ptp(pts[m], 0), rtol=1e-3)
+        assert not np.array_equal(c[m], col[m])
+    off = TrainConfig(aug_object_p=0.0)
+    q, d = augment_objects(pts, col, inst, np.random.default_rng(0), off)
+    assert np.array_equal(q, pts) and np.array_equal(d, col)
+
+
 def test_other_worlds_of_a_training_room_are_built_cached_and_drawn(synth_scene: Path,
                                                                     tmp_path: Path) -> None:
     import shutil

@@ -179,6 +179,8 @@ def crop_and_augment(scene: TrainScene, crop_points: int, rng: np.random.Generat
         pts, col, ins = pts[sel], col[sel], ins[sel]
     if cfg.augment_world:
         pts, col, ins = augment_world(pts, col, ins, rng, cfg)
+    if cfg.aug_object_p > 0:
+        pts, col = augment_objects(pts, col, ins, rng, cfg)
     a = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]], np.float32)
     p = pts @ rot.T
@@ -230,6 +232,36 @@ def augment_world(pts: np.ndarray, col: np.ndarray, ins: np.ndarray,
         g = col.astype(np.float32).mean(1, keepdims=True)
         col = np.repeat(g, 3, 1).astype(np.uint8)
     return pts.astype(np.float32), col, ins
+
+
+def augment_objects(pts: np.ndarray, col: np.ndarray, ins: np.ndarray,
+                    rng: np.random.Generator, cfg: TrainConfig
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Each object (instance id > 0) of a crop, with probability ``cfg.aug_object_p``,
+    stretched about the centre of its base (its footprint's middle at its lowest point, so
+    that it stays standing where it stood) by factors in 1 +- ``aug_object_scale`` (one for
+    x and y each, one for z) and recoloured by per-channel gains in 1 +- ``aug_object_color``
+    plus an offset. Why: the student learns its training meshes (their exact proportions and
+    textures) rather than their kind; a new mesh of a known class is another size and
+    colour. Background points are untouched; instance ids stay aligned."""
+    pts = pts.astype(np.float32, copy=True)
+    colf = col.astype(np.float32)
+    order = np.argsort(ins, kind="stable")
+    ids, starts = np.unique(ins[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    s, c = cfg.aug_object_scale, cfg.aug_object_color
+    for i, a, b in zip(ids, starts, ends, strict=True):
+        if i <= 0 or rng.random() >= cfg.aug_object_p:
+            continue
+        rows = order[a:b]
+        p = pts[rows]
+        lo, hi = p.min(0), p.max(0)
+        base = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]], np.float32)
+        f = rng.uniform(1 - s, 1 + s, 3).astype(np.float32)
+        pts[rows] = (p - base) * f + base
+        gain = rng.uniform(1 - c, 1 + c, 3)
+        colf[rows] = colf[rows] * gain + rng.normal(0, 255 * c / 6, 3)
+    return pts, np.clip(colf, 0, 255).astype(np.uint8)
 
 
 def _tilt_and_shift(p: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
