@@ -306,7 +306,9 @@ class TrainConfig:
     # in [1 - aug_object_scale, 1 + aug_object_scale] (x/y and z drawn apart) and recoloured
     # by per-channel gains in [1 - aug_object_color, 1 + aug_object_color] plus an offset:
     # the student names objects on its training meshes far better than others (dev: 76% vs
-    # 51% top-1 on GT masks), and every other augmentation acts on the whole crop. 0 = off
+    # 51% top-1 on GT masks), and every other augmentation acts on the whole crop. 0 = off:
+    # it helped a fine-tune but the recipe from scratch with it named novel words worse
+    # (docs/results/world.md, session 25)
     aug_object_p: float = 0.0
     aug_object_scale: float = 0.2
     aug_object_color: float = 0.3
