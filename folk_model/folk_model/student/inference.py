@@ -324,8 +324,16 @@ class StudentSegmenter:
                            * emb[torch.as_tensor(host_of, device=self.device)]).sum(1)
                     back |= cos.float().cpu().numpy() >= cfg.split_max_cos
                 if back.any():
+                    # rows of the kept sets in the new order (hosts in place, kept parts,
+                    # tops); only the hosts that took a part back are scored again
+                    rows = np.concatenate([np.arange(first), part[~back],
+                                           np.arange(len(sets), len(score))])
+                    changed = np.unique(np.asarray(host_of)[back])
                     sets, host_of = rejoin_parts(sets, host_of, back)
-                    score, emb = self._score_sets(net, sets + net.top_sets)
+                    score, emb = score[rows], emb[torch.from_numpy(rows).to(self.device)]
+                    s_new, e_new = self._score_sets(net, [sets[h] for h in changed])
+                    score[changed] = s_new
+                    emb[torch.from_numpy(changed).to(self.device)] = e_new
             n_clustered = len(sets)
             sets = sets + net.top_sets
             # a top's voxels are background to the network, and its score head has never
