@@ -286,3 +286,33 @@ def test_a_proposal_refit_keeps_the_init_files_naming_records(tmp_path) -> None:
     after = seg.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(cfg2.train_only) for k in changed), sorted(changed)
+
+
+def test_the_anchor_keeps_a_fine_tune_near_its_starting_networks_embeddings(tmp_path) -> None:
+    """w_anchor: a fine-tune with a strong pull to the labels moves the GT instances'
+    embeddings away from the starting network's; anchored, it moves them less. The anchor
+    needs the weights it starts from, and says so at start."""
+    torch.set_num_threads(2)
+    scenes, text = toy_train_scenes(2, DIM)
+    info = {"backend": "toy", "model": "toy", "dim": DIM}
+    cfg, scfg = _cfgs(str(tmp_path / "base"), 2)
+    base = train(cfg, scfg, scenes, text, info, CLASSES, progress=False)
+    p, c = scenes[0].points, scenes[0].colors
+    masks = [np.flatnonzero(scenes[0].instance == i) for i in np.unique(scenes[0].instance)
+             if i > 0]
+    e0 = load_weights(base.weights, "cpu", expect=info)[0].embed_masks(p, c, masks, False)
+    moved = {}
+    for w in (0.0, 20.0):
+        run, _ = _cfgs(str(tmp_path / f"ft{w}"), 3)
+        run.init_weights, run.w_anchor, run.w_label, run.lr = str(base.weights), w, 5.0, 2e-2
+        res = train(run, scfg, scenes, text, info, CLASSES, progress=False)
+        assert all(h["anchor"] >= 0 for h in res.history)
+        assert (w > 0) == any(h["anchor"] > 0 for h in res.history)
+        e1 = load_weights(res.weights, "cpu", expect=info)[0].embed_masks(p, c, masks, False)
+        moved[w] = float(np.mean(1.0 - (e0 * e1).sum(1)))
+    assert moved[0.0] > 0.02, moved  # the label pull moved them
+    assert moved[20.0] < 0.7 * moved[0.0], moved
+    bad, _ = _cfgs(str(tmp_path / "bad"), 1)
+    bad.w_anchor = 1.0
+    with pytest.raises(ValueError, match="init_weights"):
+        train(bad, scfg, scenes, text, info, CLASSES, progress=False)

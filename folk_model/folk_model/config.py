@@ -272,6 +272,11 @@ class TrainConfig:
     # training label than its teacher target is; 0 = off (a fine-tune with 1.0 lowered novel
     # AP50 16.6 -> 15.6 on 120 rooms: docs/results/student.md)
     w_no_drift: float = 0.0
+    # anchor to the starting network (init_weights): a frozen copy of it runs on the same
+    # voxels, and each GT instance's embedding is pulled towards the frozen one's by the
+    # cosine and relational terms, this weight. Every fine-tune of the shipped network
+    # without it lost novel words (docs/results/world.md, sessions 16-25). 0 = off
+    w_anchor: float = 0.0
     proposal_warmup_epochs: int = 2  # epochs before predicted proposals train the score head
     checkpoint_every: int = 1  # save a checkpoint every n epochs (and always at the end)
     max_scenes: int = 0  # use at most this many training scenes; 0 = all

@@ -14,7 +14,10 @@ A step: random room crop + augmentation -> voxelise -> UNet -> losses:
 - label supervision: cross-entropy of the embedding against the text embeddings of the
   training labels;
 - dense terms (``w_dense``): the same distillation and label losses on per-voxel embeddings
-  of sampled voxels of every annotated instance.
+  of sampled voxels of every annotated instance;
+- anchor (``w_anchor``, fine-tunes only): the cosine and relational terms towards a frozen
+  copy of the starting network's embedding of each GT instance, on the same voxels, so that
+  a fine-tune for one thing does not move the space the starting network named words in.
 
 Novel classes are held out from label supervision and from the label-consistency filter: no
 novel class name or label is used anywhere in training. With ``unlabelled_targets:
@@ -287,10 +290,16 @@ class DistillModule(nn.Module):
     """
 
     def __init__(self, student: FolkStudent, cfg: TrainConfig, text_emb: torch.Tensor,
-                 concept_emb: torch.Tensor | None = None) -> None:
+                 concept_emb: torch.Tensor | None = None,
+                 anchor: FolkStudent | None = None) -> None:
         super().__init__()
         self.student = student
         self.cfg = cfg
+        # the frozen starting network of the anchor term (None: term off); its parameters
+        # need no gradient, so the optimiser and DDP leave them alone
+        self.anchor = anchor
+        if anchor is not None:
+            anchor.requires_grad_(False)
         self.register_buffer("text_emb", text_emb, persistent=False)
         # unit [C, D] generic concept texts of the relational term (None: term off)
         self.register_buffer("concept_emb", concept_emb, persistent=False)
@@ -354,7 +363,7 @@ class DistillModule(nn.Module):
                 prop_match = iou.argmax(1)
         sets = gt_sets + prop_sets
         zero = out.fg_logit.sum() * 0.0
-        l_score = l_dist = l_label = l_rel = l_drift = zero
+        l_score = l_dist = l_label = l_rel = l_drift = l_anchor = zero
         # each GT set's distillation target (None: none) and training class (-1: none)
         gt_tgt: list[np.ndarray | None] = []
         gt_cls: list[int] = []
@@ -393,21 +402,35 @@ class DistillModule(nn.Module):
                 l_label = losses.label_loss(emb[l_rows], self.text_emb, cls_t,
                                             self.cfg.temperature)
             n_dist, n_label = len(d_rows), len(l_rows)
+            if self.anchor is not None and gt_sets:
+                a_emb = self._anchor_embeddings(vb, inst_t[:len(gt_sets)])
+                l_anchor = (losses.distill_loss(emb[:len(gt_sets)], a_emb)
+                            + self._relational(emb[:len(gt_sets)], a_emb))
         l_dense = zero
         if gt_sets and self.cfg.w_dense > 0:
             l_dense = self._dense_loss(out.feat, gt_sets, gt_tgt, gt_cls)
         cfg = self.cfg
         total = (cfg.w_proposal * (l_fg + l_off + l_score) + cfg.w_distill * l_dist
                  + cfg.w_label * l_label + cfg.w_relational * l_rel + cfg.w_dense * l_dense
-                 + cfg.w_no_drift * l_drift)
+                 + cfg.w_no_drift * l_drift + cfg.w_anchor * l_anchor)
         return {
             "loss": total, "fg": l_fg.detach(), "offset": l_off.detach(),
             "score": l_score.detach(), "distill": l_dist.detach(), "label": l_label.detach(),
             "relational": l_rel.detach(), "dense": l_dense.detach(),
-            "no_drift": l_drift.detach(),
+            "no_drift": l_drift.detach(), "anchor": l_anchor.detach(),
             "n_distill": torch.tensor(float(n_dist)), "n_label": torch.tensor(float(n_label)),
             "n_proposals": torch.tensor(float(len(prop_sets))),
         }
+
+    @torch.no_grad()
+    def _anchor_embeddings(self, vb: Any, sets: list[torch.Tensor]) -> torch.Tensor:
+        """The frozen anchor's unit embeddings [K, D] of voxel ``sets`` of batch ``vb``,
+        its batch norms in eval mode whatever mode the training loop set."""
+        assert self.anchor is not None
+        self.anchor.eval()
+        a_out = self.anchor.forward_voxels(vb)
+        _, a_emb = self.anchor.instance_heads(self.anchor.pool(a_out.feat, vb.centers, sets))
+        return a_emb
 
     def _relational(self, emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The relational term for unit embeddings [K, D] and targets [K, D] (0 when off)."""
@@ -499,7 +522,7 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     keys = [k for k in ("loss", "fg", "offset", "score", "distill", "label", "relational",
-                        "dense", "no_drift") if any(h.get(k, 0.0) > 0 for h in history)]
+                        "dense", "no_drift", "anchor") if any(h.get(k, 0.0) > 0 for h in history)]
     fig, ax = plt.subplots(1, 1, figsize=(7, 4))
     ep = [h["epoch"] for h in history]
     for k in keys:
@@ -575,12 +598,24 @@ def train(
                            cfg.init_weights)
         student.load_state_dict(init.model.state_dict())
         logger.info("initialised from %s", cfg.init_weights)
+    anchor: FolkStudent | None = None
+    if cfg.w_anchor > 0:
+        if not cfg.init_weights:
+            raise ValueError("w_anchor > 0 anchors a fine-tune to its starting network: set "
+                             "init_weights to the weights it starts from, or w_anchor: 0")
+        from folk_model.student.weights import load_weights
+
+        anchor = FolkStudent(student_cfg)
+        anchor.load_state_dict(load_weights(cfg.init_weights, "cpu", expect=encoder_info)[0]
+                               .model.state_dict())
+        logger.info("anchored to %s (w_anchor %g)", cfg.init_weights, cfg.w_anchor)
     if cfg.concepts and concept_emb is None:
         logger.warning("config names concept set %r but no concept embeddings were given: the "
                        "relational term is off", cfg.concepts)
     module = DistillModule(
         student, cfg, torch.from_numpy(np.asarray(text_emb, np.float32)),
-        None if concept_emb is None else torch.from_numpy(np.asarray(concept_emb, np.float32)))
+        None if concept_emb is None else torch.from_numpy(np.asarray(concept_emb, np.float32)),
+        anchor)
     module.to(device)
     my_scenes = scenes[rank::world] or scenes
     steps_per_epoch = cfg.steps_per_epoch or math.ceil(len(my_scenes) / cfg.batch_scenes)
