@@ -371,6 +371,31 @@ def test_paired_proportion_resamples_rooms_and_bounds_the_difference() -> None:
     assert np.isnan(paired_proportion(better[:0], base[:0], room[:0])["new"])
 
 
+def test_compare_naming_resamples_meshes_across_pooled_roots() -> None:
+    """bench/compare_naming.py --unit mesh: a mesh that recurs in many rooms (and roots) is one
+    resampling unit; a mask without a mesh record is a unit of its room apart. A gain carried
+    by one mesh repeated over every room is certain by rooms and not by meshes."""
+    import importlib.util
+
+    from folk_model.eval.bootstrap import paired_proportion
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "compare_naming.py"
+    spec = importlib.util.spec_from_file_location("compare_naming", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    units = mod.resampling_units(["a", "b", "a", None, None, "b"], np.array([0, 0, 1, 1, 7, 9]))
+    assert units[0] == units[2] and units[1] == units[5] and len(set(units.tolist())) == 4
+    assert units[3] != units[4] and units[3] not in (units[0], units[1])
+    # 20 rooms of 6 masks: one of 6 meshes per slot; the new weights name mesh 0 right always
+    room = np.repeat(np.arange(20), 6)
+    mesh = [f"m{i % 6}" for i in range(120)]
+    base = np.zeros(120, bool)
+    new = np.array([m == "m0" for m in mesh])
+    by_room = paired_proportion(new, base, room, samples=500)
+    by_mesh = paired_proportion(new, base, mod.resampling_units(mesh, room), samples=500)
+    assert by_room["low"] > 10 and by_mesh["low"] == 0.0 < by_mesh["high"]
+
+
 def test_folk_eval_cli_several_roots_bootstrap_and_refusal(synth_scene, tmp_path) -> None:
     """folk-eval on the shipped weights over two dataset roots (student only): one report over
     both roots' scenes with the bootstrap section; a root with other classes is refused."""
