@@ -394,6 +394,20 @@ def test_compare_naming_resamples_meshes_across_pooled_roots() -> None:
     by_room = paired_proportion(new, base, room, samples=500)
     by_mesh = paired_proportion(new, base, mod.resampling_units(mesh, room), samples=500)
     assert by_room["low"] > 10 and by_mesh["low"] == 0.0 < by_mesh["high"]
+    # each mesh once: a mesh of 100 masks and five of 4; the new weights win the big one and
+    # lose two small ones, so the item rate goes up and the macro rate goes down
+    from folk_model.eval.bootstrap import paired_macro
+
+    unit = np.repeat(np.arange(6), [100, 4, 4, 4, 4, 4])
+    base = np.isin(unit, [1, 2, 3])
+    new = np.isin(unit, [0, 3])
+    items = paired_proportion(new, base, unit, samples=200)
+    macro = paired_macro(new, base, unit, samples=500)
+    assert items["difference"] > 50 and macro["units"] == 6
+    assert macro["difference"] == pytest.approx(100 * (2 / 6 - 3 / 6))
+    assert macro["low"] < macro["difference"] < macro["high"]
+    same = paired_macro(base, base, unit, samples=50)
+    assert same["low"] == same["high"] == 0.0
 
 
 def test_folk_eval_cli_several_roots_bootstrap_and_refusal(synth_scene, tmp_path) -> None:

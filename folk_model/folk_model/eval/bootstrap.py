@@ -154,3 +154,34 @@ def paired_proportion(new: np.ndarray, base: np.ndarray, scene: np.ndarray,
                high=100 * float(np.quantile(diff, 1 - alpha)),
                p_new_ge_baseline=float(np.mean(diff >= 0)))
     return out
+
+
+def paired_macro(new: np.ndarray, base: np.ndarray, unit: np.ndarray, samples: int = 2000,
+                 confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """As :func:`paired_proportion`, but every unit (a mesh, a class) counts once: the rates
+    are means over units of each unit's rate, and units are resampled. Why: on the dev sets
+    two lamp meshes hold 133 of the 239 novel-class masks, so an item-weighted rate reads
+    one mesh; the macro rate asks how many of the meshes a network names."""
+    new, base = np.asarray(new, bool), np.asarray(base, bool)
+    unit = np.unique(np.asarray(unit), return_inverse=True)[1]
+    if new.shape != base.shape or new.shape != unit.shape:
+        raise ValueError("paired_macro: new, base and unit differ in length")
+    out = {"n": len(new), "units": 0, "new": float("nan"), "baseline": float("nan"),
+           "difference": float("nan"), "low": float("nan"), "high": float("nan"),
+           "p_new_ge_baseline": float("nan")}
+    if not len(new):
+        return out
+    k = int(unit.max()) + 1
+    count = np.bincount(unit, minlength=k).astype(np.float64)
+    rate_new = np.bincount(unit, new, minlength=k) / count
+    rate_base = np.bincount(unit, base, minlength=k) / count
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, k, (samples, k))
+    diff = (rate_new - rate_base)[draws].mean(1)
+    alpha = (1.0 - confidence) / 2.0
+    out.update(units=k, new=100 * float(rate_new.mean()), baseline=100 * float(rate_base.mean()),
+               difference=100 * float((rate_new - rate_base).mean()),
+               low=100 * float(np.quantile(diff, alpha)),
+               high=100 * float(np.quantile(diff, 1 - alpha)),
+               p_new_ge_baseline=float(np.mean(diff >= 0)))
+    return out
