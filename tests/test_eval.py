@@ -198,13 +198,55 @@ def test_evaluate_scenes_student_and_teacher_on_same_proposals() -> None:
     assert "speedup_teacher_over_student" in s
     assert s["recognition"] is None
     # recognition on GT masks: the "teacher" names everything chair (one of 4 classes)
-    rec = evaluate_scenes(seg, [scene], CLASSES, toy_text(8), ["sofa"], FakeTeacher(),
-                          min_region_size=10, gt_masks=True).summary()["recognition"]
+    s2 = evaluate_scenes(seg, [scene], CLASSES, toy_text(8), ["sofa"], FakeTeacher(),
+                         min_region_size=10, gt_masks=True, bootstrap=50).summary()
+    rec = s2["recognition"]
     assert rec["student"]["all"]["instances"] == rec["teacher"]["all"]["instances"] == 4
     assert rec["teacher"]["per_class"]["chair"]["top1"] == 1.0
     assert rec["teacher"]["all"]["top1"] == pytest.approx(0.25)
-    assert "Recognition on ground-truth masks" in markdown_report(
-        {**s, "recognition": rec})
+    # the paired intervals of GT-mask top-1: the teacher's 25% read back, one room
+    rb = s2["recognition_bootstrap"]
+    assert set(rb) == {"all", "base", "novel"}
+    assert set(rb["all"]) == {"rooms", "meshes", "meshes, each once"}
+    assert rb["all"]["rooms"]["baseline"] == pytest.approx(25.0) and \
+        rb["all"]["rooms"]["units"] == 1
+    assert rb["all"]["rooms"]["difference"] == pytest.approx(
+        100 * (rec["student"]["all"]["top1"] - 0.25))
+    md = markdown_report(s2)
+    assert "Recognition on ground-truth masks" in md and "student - teacher, with 95%" in md
+
+
+def test_paired_recognition_by_room_and_by_mesh() -> None:
+    """Two methods on the same GT masks: one lamp mesh in every room, named right by the
+    first method only, is certain by rooms, not by meshes, and one mesh of seven each once;
+    different instances are refused."""
+    from folk_model.eval.recognition import paired_recognition
+
+    vocab = ["chair", "table", "lamp"]
+    text = np.eye(3, 4, dtype=np.float32)
+    a = RecognitionEvaluator(vocab, text, novel=["lamp"])
+    b = RecognitionEvaluator(vocab, text, novel=["lamp"])
+    for r in range(10):
+        labels = ["lamp", "chair", "table"] + ["lamp"] * 6
+        meshes = ["lampA", f"chair{r % 3}", "tableX"] + [f"lamp{k}" for k in range(6)]
+        right = np.tile(text[[2, 0, 1]], (3, 1))
+        wrong = np.tile(text[[0, 1, 0]], (3, 1))  # every class named wrong
+        emb_a = np.concatenate([right[:3], wrong[3:]])  # lampA, chair, table right
+        emb_b = np.concatenate([wrong[:1], right[1:3], wrong[3:]])  # lampA wrong
+        a.process(labels, emb_a, f"room{r}", meshes)
+        b.process(labels, emb_b, f"room{r}", meshes)
+    out = paired_recognition(a, b, samples=400)
+    nov = out["novel"]
+    assert nov["rooms"]["units"] == 10 and nov["meshes"]["units"] == 7
+    assert nov["rooms"]["difference"] == pytest.approx(100 / 7)
+    assert nov["rooms"]["low"] > 0  # lampA in every room: no resample of rooms loses it
+    assert nov["meshes"]["low"] == 0.0 < nov["meshes"]["high"]
+    assert nov["meshes, each once"]["difference"] == pytest.approx(100 / 7)
+    assert out["base"]["rooms"]["difference"] == 0.0
+    c = RecognitionEvaluator(vocab, text, novel=["lamp"])
+    c.process(["chair"], text[:1], "room0", ["chair0"])
+    with pytest.raises(ValueError, match="different instances"):
+        paired_recognition(a, c)
 
 
 def test_recognition_evaluator_hand_computed() -> None:

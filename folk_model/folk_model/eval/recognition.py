@@ -65,10 +65,15 @@ class RecognitionEvaluator:
         self._pred: list[str] = []  # top-1 name ("" = no embedding)
         self._conf: list[float] = []  # top-1 label score (1/C for no embedding)
         self._p_true: list[float] = []  # label score of the true class
+        self._scene: list[str] = []  # the room of each instance
+        self._mesh: list[str] = []  # the uid of its mesh ("" = no record)
 
-    def process(self, gt_labels: Sequence[str], embeddings: np.ndarray) -> None:
+    def process(self, gt_labels: Sequence[str], embeddings: np.ndarray, scene: str = "",
+                meshes: Sequence[str | None] | None = None) -> None:
         """One scene: GT class names [K] of the instances and their embeddings [K, D]
-        (a zero row, e.g. a mask seen in no view, counts as wrong)."""
+        (a zero row, e.g. a mask seen in no view, counts as wrong); ``scene`` names the room
+        and ``meshes`` [K] the instances' mesh uids (None: none), for
+        :func:`paired_recognition`'s resampling."""
         emb = np.asarray(embeddings, np.float32).reshape(len(gt_labels), -1)
         keep = [i for i, c in enumerate(gt_labels) if c in self.vocabulary]
         if not keep:
@@ -85,6 +90,17 @@ class RecognitionEvaluator:
             self._conf.append(float(calibrated_scores(
                 lab.topk_score[j][:1], self.score_maps[int(lab.topk_index[j][0])])[0]))
             self._p_true.append(float(lab.topk_score[j][r]))
+            self._scene.append(scene)
+            self._mesh.append((meshes[i] if meshes is not None else None) or "")
+
+    def outcomes(self) -> dict[str, np.ndarray]:
+        """Per processed instance: ``cls`` (its class), ``right`` (top-1 right), ``novel``,
+        ``scene`` and ``mesh`` ("" = no record), in the order processed."""
+        cls = np.array(self._cls, dtype=object)
+        return {"cls": cls, "right": np.array(self._rank, np.int64) == 0,
+                "novel": np.array([c in self.novel for c in cls], bool),
+                "scene": np.array(self._scene, dtype=object),
+                "mesh": np.array(self._mesh, dtype=object)}
 
     def evaluate(self) -> dict[str, Any]:
         """{"all" | "base" | "novel": {"top1", "topk", "mean_class_top1", "instances"},
@@ -136,3 +152,38 @@ class RecognitionEvaluator:
                 "ece": rel["ece"], "mce": rel["mce"],
                 "nll": float(-np.mean(np.log(p))) if len(p) else float("nan"),
                 "mean_confidence": rel["confidence_all"], "reliability": rel}
+
+
+def paired_recognition(a: RecognitionEvaluator, b: RecognitionEvaluator, samples: int = 2000
+                       ) -> dict[str, dict[str, dict[str, float]]]:
+    """GT-mask top-1 of two methods that processed the same instances, and their difference
+    with paired bootstrap intervals, per split ("all", "base", "novel"), three ways:
+
+    - ``rooms``: rooms resampled (instances of a room are not independent);
+    - ``meshes``: meshes resampled (an object's mesh recurs across rooms, and a method is
+      right or wrong mostly by the mesh; without mesh records this equals ``rooms``);
+    - ``meshes, each once``: the mean of the meshes' rates, meshes resampled
+      (``eval.bootstrap.paired_macro``): how many of the meshes a method names.
+
+    Each entry is :func:`folk_model.eval.bootstrap.paired_proportion`'s dict (``new`` is
+    ``a``). Raises ValueError when the two saw different instances."""
+    from folk_model.eval.bootstrap import paired_macro, paired_proportion
+
+    oa, ob = a.outcomes(), b.outcomes()
+    if not (np.array_equal(oa["cls"], ob["cls"]) and np.array_equal(oa["scene"], ob["scene"])):
+        raise ValueError("paired_recognition: the two methods processed different instances")
+    room = np.unique(oa["scene"].astype(str), return_inverse=True)[1]
+    unit_names = np.array([f"mesh:{m}" if m else f"room:{r}"
+                           for m, r in zip(oa["mesh"], room, strict=True)], dtype=str)
+    mesh = np.unique(unit_names, return_inverse=True)[1] if len(unit_names) else room
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for split, mask in (("all", np.ones(len(room), bool)), ("base", ~oa["novel"]),
+                        ("novel", oa["novel"])):
+        ra, rb = oa["right"][mask], ob["right"][mask]
+        out[split] = {
+            "rooms": {**paired_proportion(ra, rb, room[mask], samples),
+                      "units": len(np.unique(room[mask]))},
+            "meshes": {**paired_proportion(ra, rb, mesh[mask], samples),
+                       "units": len(np.unique(mesh[mask]))},
+            "meshes, each once": paired_macro(ra, rb, mesh[mask], samples)}
+    return out
