@@ -85,12 +85,6 @@ def pooled(weights: str, data_roots: list[str], split: str, memory: bool = True
                       for n in p["rooms"]]}
 
 
-def resampling_units(mesh: list[str | None], room: np.ndarray) -> np.ndarray:
-    """One int per mask: its mesh (the same mesh in any room or root is one unit), or,
-    without a mesh record, its room (a unit apart from every mesh)."""
-    names = [f"mesh:{m}" if m else f"room:{r}" for m, r in zip(mesh, room, strict=True)]
-    return np.unique(np.array(names), return_inverse=True)[1].astype(np.int64)
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
@@ -111,20 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from folk_model.eval.bootstrap import paired_macro, paired_proportion
+    from folk_model.eval.bootstrap import mesh_units, paired_macro, paired_proportion
 
     new = pooled(args.weights, args.data_root, args.split, not args.no_memory)
     base = pooled(args.baseline, args.data_root, args.split, not args.no_memory)
     if not np.array_equal(new["target"], base["target"]) or new["rooms"] != base["rooms"]:
         print("the two weights saw different masks (another vocabulary?)", file=sys.stderr)
         return 2
-    unit = new["room"] if args.unit == "room" else resampling_units(new["mesh"], new["room"])
+    unit = new["room"] if args.unit == "room" else mesh_units(new["mesh"], new["room"])
     rows = []
     for name, mask in new["groups"].items():
         if mask.any():
-            rows.append({"group": name, "units": len(np.unique(unit[mask])),
-                         **paired_proportion(new["right"][mask], base["right"][mask],
-                                             unit[mask], args.bootstrap)})
+            rows.append({"group": name, **paired_proportion(
+                new["right"][mask], base["right"][mask], unit[mask], args.bootstrap)})
             if args.unit == "mesh" and name != "all":  # each mesh once
                 rows.append({"group": f"{name}, each mesh once", **paired_macro(
                     new["right"][mask], base["right"][mask], unit[mask], args.bootstrap)})

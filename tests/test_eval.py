@@ -414,18 +414,13 @@ def test_paired_proportion_resamples_rooms_and_bounds_the_difference() -> None:
 
 
 def test_compare_naming_resamples_meshes_across_pooled_roots() -> None:
-    """bench/compare_naming.py --unit mesh: a mesh that recurs in many rooms (and roots) is one
-    resampling unit; a mask without a mesh record is a unit of its room apart. A gain carried
-    by one mesh repeated over every room is certain by rooms and not by meshes."""
-    import importlib.util
+    """eval.bootstrap.mesh_units (compare_naming.py --unit mesh, folk-eval's
+    paired_recognition): a mesh that recurs in many rooms (and roots) is one resampling unit;
+    a mask without a mesh record is a unit of its room apart. A gain carried by one mesh
+    repeated over every room is certain by rooms and not by meshes."""
+    from folk_model.eval.bootstrap import mesh_units, paired_proportion
 
-    from folk_model.eval.bootstrap import paired_proportion
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "compare_naming.py"
-    spec = importlib.util.spec_from_file_location("compare_naming", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    units = mod.resampling_units(["a", "b", "a", None, None, "b"], np.array([0, 0, 1, 1, 7, 9]))
+    units = mesh_units(["a", "b", "a", None, None, "b"], np.array([0, 0, 1, 1, 7, 9]))
     assert units[0] == units[2] and units[1] == units[5] and len(set(units.tolist())) == 4
     assert units[3] != units[4] and units[3] not in (units[0], units[1])
     # 20 rooms of 6 masks: one of 6 meshes per slot; the new weights name mesh 0 right always
@@ -434,7 +429,8 @@ def test_compare_naming_resamples_meshes_across_pooled_roots() -> None:
     base = np.zeros(120, bool)
     new = np.array([m == "m0" for m in mesh])
     by_room = paired_proportion(new, base, room, samples=500)
-    by_mesh = paired_proportion(new, base, mod.resampling_units(mesh, room), samples=500)
+    by_mesh = paired_proportion(new, base, mesh_units(mesh, room), samples=500)
+    assert by_room["units"] == 20 and by_mesh["units"] == 6
     assert by_room["low"] > 10 and by_mesh["low"] == 0.0 < by_mesh["high"]
     # each mesh once: a mesh of 100 masks and five of 4; the new weights win the big one and
     # lose two small ones, so the item rate goes up and the macro rate goes down

@@ -9,7 +9,7 @@ what makes the difference between two methods tighter than either interval.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -130,16 +130,14 @@ def paired_proportion(new: np.ndarray, base: np.ndarray, scene: np.ndarray,
     """Two methods' rates of success on the same items (bool [N] each; ``scene`` int [N],
     the room of each item), in %, and their difference with a paired scene-bootstrap
     interval: items of a room are not independent (one mesh, one lighting), so rooms are
-    resampled, as for AP. ``p_new_ge_baseline``: share of resamples where new >= base."""
+    resampled, as for AP. ``p_new_ge_baseline``: share of resamples where new >= base;
+    ``units``: how many rooms (or other units) were resampled."""
     new, base = np.asarray(new, bool), np.asarray(base, bool)
     scene = np.unique(np.asarray(scene), return_inverse=True)[1]
     if new.shape != base.shape or new.shape != scene.shape:
         raise ValueError("paired_proportion: new, base and scene differ in length")
-    out = {"n": len(new), "new": float("nan"), "baseline": float("nan"),
-           "difference": float("nan"), "low": float("nan"), "high": float("nan"),
-           "p_new_ge_baseline": float("nan")}
     if not len(new):
-        return out
+        return _paired_summary(0, 0, float("nan"), float("nan"), np.zeros(0), confidence)
     k = int(scene.max()) + 1
     hits_new = np.bincount(scene, new, minlength=k)
     hits_base = np.bincount(scene, base, minlength=k)
@@ -147,13 +145,28 @@ def paired_proportion(new: np.ndarray, base: np.ndarray, scene: np.ndarray,
     rng = np.random.default_rng(seed)
     w = np.stack([np.bincount(rng.integers(0, k, k), minlength=k) for _ in range(samples)])
     diff = (w @ hits_new - w @ hits_base) / np.maximum(w @ count, 1)
+    return _paired_summary(len(new), k, float(new.mean()), float(base.mean()), diff, confidence)
+
+
+def _paired_summary(n: int, units: int, new: float, base: float, diff: np.ndarray,
+                    confidence: float) -> dict[str, float]:
+    """The dict of :func:`paired_proportion` and :func:`paired_macro` (rates in %) from the
+    two point rates and the resampled differences ``diff`` (empty: no items, NaNs)."""
     alpha = (1.0 - confidence) / 2.0
-    out.update(new=100 * float(new.mean()), baseline=100 * float(base.mean()),
-               difference=100 * float(new.mean() - base.mean()),
-               low=100 * float(np.quantile(diff, alpha)),
-               high=100 * float(np.quantile(diff, 1 - alpha)),
-               p_new_ge_baseline=float(np.mean(diff >= 0)))
-    return out
+    some = len(diff) > 0
+    return {"n": n, "units": units, "new": 100 * new, "baseline": 100 * base,
+            "difference": 100 * (new - base),
+            "low": 100 * float(np.quantile(diff, alpha)) if some else float("nan"),
+            "high": 100 * float(np.quantile(diff, 1 - alpha)) if some else float("nan"),
+            "p_new_ge_baseline": float(np.mean(diff >= 0)) if some else float("nan")}
+
+
+def mesh_units(mesh: Sequence[str | None], room: np.ndarray) -> np.ndarray:
+    """Resampling units of items by their object's mesh: one int per item, the same for a
+    mesh in any room (or dataset root); an item without a mesh record (a real scan) is a
+    unit of its room, apart from every mesh."""
+    names = [f"mesh:{m}" if m else f"room:{r}" for m, r in zip(mesh, room, strict=True)]
+    return np.unique(np.array(names, dtype=str), return_inverse=True)[1].astype(np.int64)
 
 
 def paired_macro(new: np.ndarray, base: np.ndarray, unit: np.ndarray, samples: int = 2000,
@@ -166,22 +179,13 @@ def paired_macro(new: np.ndarray, base: np.ndarray, unit: np.ndarray, samples: i
     unit = np.unique(np.asarray(unit), return_inverse=True)[1]
     if new.shape != base.shape or new.shape != unit.shape:
         raise ValueError("paired_macro: new, base and unit differ in length")
-    out = {"n": len(new), "units": 0, "new": float("nan"), "baseline": float("nan"),
-           "difference": float("nan"), "low": float("nan"), "high": float("nan"),
-           "p_new_ge_baseline": float("nan")}
     if not len(new):
-        return out
+        return _paired_summary(0, 0, float("nan"), float("nan"), np.zeros(0), confidence)
     k = int(unit.max()) + 1
     count = np.bincount(unit, minlength=k).astype(np.float64)
     rate_new = np.bincount(unit, new, minlength=k) / count
     rate_base = np.bincount(unit, base, minlength=k) / count
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, k, (samples, k))
-    diff = (rate_new - rate_base)[draws].mean(1)
-    alpha = (1.0 - confidence) / 2.0
-    out.update(units=k, new=100 * float(rate_new.mean()), baseline=100 * float(rate_base.mean()),
-               difference=100 * float((rate_new - rate_base).mean()),
-               low=100 * float(np.quantile(diff, alpha)),
-               high=100 * float(np.quantile(diff, 1 - alpha)),
-               p_new_ge_baseline=float(np.mean(diff >= 0)))
-    return out
+    diff = (rate_new - rate_base)[rng.integers(0, k, (samples, k))].mean(1)
+    return _paired_summary(len(new), k, float(rate_new.mean()), float(rate_base.mean()), diff,
+                           confidence)

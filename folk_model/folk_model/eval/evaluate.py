@@ -276,8 +276,7 @@ def markdown_report(summary: dict[str, Any], title: str = "Student vs teacher pi
                       "| P(student >= teacher) |", "|---|---|---|---|---|---|---|"]
             for split, ways in rb.items():
                 for way, d in ways.items():
-                    units = d.get("units", "")
-                    lines.append(f"| {split} | {way} | {units} | {d['new']:.1f} | "
+                    lines.append(f"| {split} | {way} | {d['units']} | {d['new']:.1f} | "
                                  f"{d['baseline']:.1f} | {d['difference']:+.1f} "
                                  f"[{d['low']:+.1f}, {d['high']:+.1f}] | "
                                  f"{d['p_new_ge_baseline']:.2f} |")

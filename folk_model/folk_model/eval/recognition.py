@@ -167,23 +167,18 @@ def paired_recognition(a: RecognitionEvaluator, b: RecognitionEvaluator, samples
 
     Each entry is :func:`folk_model.eval.bootstrap.paired_proportion`'s dict (``new`` is
     ``a``). Raises ValueError when the two saw different instances."""
-    from folk_model.eval.bootstrap import paired_macro, paired_proportion
+    from folk_model.eval.bootstrap import mesh_units, paired_macro, paired_proportion
 
     oa, ob = a.outcomes(), b.outcomes()
     if not (np.array_equal(oa["cls"], ob["cls"]) and np.array_equal(oa["scene"], ob["scene"])):
         raise ValueError("paired_recognition: the two methods processed different instances")
     room = np.unique(oa["scene"].astype(str), return_inverse=True)[1]
-    unit_names = np.array([f"mesh:{m}" if m else f"room:{r}"
-                           for m, r in zip(oa["mesh"], room, strict=True)], dtype=str)
-    mesh = np.unique(unit_names, return_inverse=True)[1] if len(unit_names) else room
+    mesh = mesh_units(list(oa["mesh"]), room)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for split, mask in (("all", np.ones(len(room), bool)), ("base", ~oa["novel"]),
                         ("novel", oa["novel"])):
         ra, rb = oa["right"][mask], ob["right"][mask]
-        out[split] = {
-            "rooms": {**paired_proportion(ra, rb, room[mask], samples),
-                      "units": len(np.unique(room[mask]))},
-            "meshes": {**paired_proportion(ra, rb, mesh[mask], samples),
-                       "units": len(np.unique(mesh[mask]))},
-            "meshes, each once": paired_macro(ra, rb, mesh[mask], samples)}
+        out[split] = {"rooms": paired_proportion(ra, rb, room[mask], samples),
+                      "meshes": paired_proportion(ra, rb, mesh[mask], samples),
+                      "meshes, each once": paired_macro(ra, rb, mesh[mask], samples)}
     return out
