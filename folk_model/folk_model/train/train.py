@@ -588,27 +588,26 @@ def train(
                     scenes=[s.name for s in scenes])
     if not scenes:
         raise ValueError("no training scenes")
+    if cfg.w_anchor > 0 and not cfg.init_weights:
+        raise ValueError("w_anchor > 0 anchors a fine-tune to its starting network: set "
+                         "init_weights to the weights it starts from, or w_anchor: 0")
     student = FolkStudent(student_cfg)
-    if cfg.init_weights and not resume:
+    anchor: FolkStudent | None = None
+    # the starting weights: the student's unless resumed, and the anchor's always
+    if cfg.init_weights and (not resume or cfg.w_anchor > 0):
         from folk_model.student.weights import load_weights
 
         init, init_manifest = load_weights(cfg.init_weights, "cpu", expect=encoder_info)
         if init_manifest["student"] != to_dict(student_cfg):
             logger.warning("init_weights %s: its student config differs; loading tensors only",
                            cfg.init_weights)
-        student.load_state_dict(init.model.state_dict())
-        logger.info("initialised from %s", cfg.init_weights)
-    anchor: FolkStudent | None = None
-    if cfg.w_anchor > 0:
-        if not cfg.init_weights:
-            raise ValueError("w_anchor > 0 anchors a fine-tune to its starting network: set "
-                             "init_weights to the weights it starts from, or w_anchor: 0")
-        from folk_model.student.weights import load_weights
-
-        anchor = FolkStudent(student_cfg)
-        anchor.load_state_dict(load_weights(cfg.init_weights, "cpu", expect=encoder_info)[0]
-                               .model.state_dict())
-        logger.info("anchored to %s (w_anchor %g)", cfg.init_weights, cfg.w_anchor)
+        if not resume:
+            student.load_state_dict(init.model.state_dict())
+            logger.info("initialised from %s", cfg.init_weights)
+        if cfg.w_anchor > 0:
+            anchor = FolkStudent(student_cfg)
+            anchor.load_state_dict(init.model.state_dict())
+            logger.info("anchored to %s (w_anchor %g)", cfg.init_weights, cfg.w_anchor)
     if cfg.concepts and concept_emb is None:
         logger.warning("config names concept set %r but no concept embeddings were given: the "
                        "relational term is off", cfg.concepts)
