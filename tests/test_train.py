@@ -265,8 +265,11 @@ def test_a_proposal_refit_keeps_the_init_files_naming_records(tmp_path) -> None:
     info = {"backend": "toy", "model": "toy", "dim": DIM}
     cfg, scfg = _cfgs(str(tmp_path / "base"), 1)
     base = train(cfg, scfg, scenes, text, info, CLASSES, progress=False)
+    base_man = json.loads(base.weights.with_suffix(".json").read_text())
     update_manifest(base.weights, calibration={"ece_after": 0.05},
-                    proposal_sweep={"AP50": 61.0})
+                    proposal_sweep={"AP50": 61.0},
+                    student={**base_man["student"], "label_temperature": 0.123,
+                             "label_score_map": [0.5, 0.25]})
     unit = torch.nn.functional.normalize(torch.randn(3, DIM), dim=1)
     attach_memory(base.weights, InstanceMemory(unit, unit, MemoryConfig(k=1)), {"rooms": 2})
     cfg2, _ = _cfgs(str(tmp_path / "prop"), 1)
@@ -276,10 +279,15 @@ def test_a_proposal_refit_keeps_the_init_files_naming_records(tmp_path) -> None:
                   memory_cfg=MemoryConfig(k=1))
     man = json.loads(refit.weights.with_suffix(".json").read_text())
     assert man["calibration"] == {"ece_after": 0.05}
+    # the calibrated temperature and map are the init file's, not the refit config's
+    assert scfg.label_temperature != 0.123
+    assert man["student"]["label_temperature"] == 0.123
+    assert man["student"]["label_score_map"] == [0.5, 0.25]
     assert "proposal_sweep" not in man
     assert man["training"]["refit"]["dropped"] == ["proposal_sweep"]
     assert man["training"]["refit"]["trained"] == list(cfg2.train_only)
     seg, _ = load_weights(refit.weights, "cpu", expect=info)
+    assert seg.cfg.label_temperature == 0.123
     assert seg.memory is not None and len(seg.memory) == 3
     assert torch.allclose(seg.memory.keys, unit, atol=1e-3)  # the init's, not rebuilt
     before = load_weights(base.weights, "cpu", expect=info)[0].model.state_dict()

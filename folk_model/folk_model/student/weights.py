@@ -125,6 +125,11 @@ NAMING_PARTS = ("backbone.", "embed_head.")
 PROPOSAL_PARTS = ("backbone.", "fg_head.", "offset_head.", "feat_head.", "score_head.")
 RECORD_PARTS = {"calibration": NAMING_PARTS, "memory": NAMING_PARTS,
                 "memory_sweep": NAMING_PARTS, "proposal_sweep": PROPOSAL_PARTS}
+# the StudentConfig fields a record wrote (folk-calibrate --write): a refit that keeps the
+# record keeps these from the init file, whatever the refit's own config says
+RECORD_FIELDS = {"calibration": ("label_temperature", "label_score_map",
+                                 "label_score_map_new_word", "label_known_words",
+                                 "label_known_word_handicap")}
 
 
 def touches(prefixes: tuple[str, ...] | list[str], parts: tuple[str, ...]) -> bool:
@@ -148,7 +153,9 @@ def save_refit(
     init file's calibration, instance memory and memory sweep, exactly as they were; a fresh
     manifest would lose them. Records whose parts were retrained (``RECORD_PARTS``) are
     dropped, the memory replaced by ``memory`` when one is given; ``training["refit"]`` names
-    the init file, the trained prefixes and what was kept and dropped.
+    the init file, the trained prefixes and what was kept and dropped. The StudentConfig
+    fields of a kept record (``RECORD_FIELDS``: the label temperature and score maps) are the
+    init file's too: the refit's config cannot know what the init file was calibrated to.
     """
     net = model.model if isinstance(model, StudentSegmenter) else model
     init = Path(init_path)
@@ -168,8 +175,12 @@ def save_refit(
         if r == "memory":
             blob.pop("memory_keys", None)
             blob.pop("memory_values", None)
+    student = to_dict(net.cfg)
+    for r in kept:
+        student.update({f: man["student"][f] for f in RECORD_FIELDS.get(r, ())
+                        if f in man.get("student", {})})
     man.update(
-        student=to_dict(net.cfg), code_version=code_version(),
+        student=student, code_version=code_version(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         training={**training, "refit": {
             "init_weights": str(init), "init_created": man.get("created"),
