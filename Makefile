@@ -27,11 +27,11 @@ format:  ## ruff's fixes and formatter
 demo:  ## node + scene player over DDS on the embedded demo weights; prints and draws instances
 	$(PY) -m folk_ros.demo --out out/demo
 
-TRAIN_SCENES ?= 100
+TRAIN_SCENES ?= 300
 DEV_SCENES ?= 20
 TEST_SCENES ?= 24
 
-data:  ## synthetic rooms: 100 train + 20 dev into data/synth (resumable, ~20 s a room)
+data:  ## synthetic rooms: 300 train + 20 dev into data/synth (resumable, ~11 s a room: ~1 h)
 	$(VENV)/bin/folk-synth --out data/synth --scenes $(TRAIN_SCENES) --seed 0 --split train --preview
 	$(VENV)/bin/folk-synth --out data/synth --scenes $(DEV_SCENES) --seed 1 --split dev --preview
 
@@ -55,8 +55,6 @@ train:  ## the demo weights' whole recipe: 3 stages, dev-room choices, proposal 
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_stage1.yaml
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline.yaml
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_stage3.yaml
-	$(PY) bench/sweep_proposals.py --data-root data/synth --split dev --weights $(STAGE3) --write
-	$(PY) bench/sweep_memory.py --data-root data/synth --split dev --weights $(STAGE3) --write
 	$(VENV)/bin/folk-calibrate --weights $(STAGE3) --data-root data/synth --split dev --out runs/calib --write
 	$(VENV)/bin/folk-train --config folk_model/folk_model/configs/train_demo_offline_prop14.yaml
 	$(PY) bench/sweep_proposals.py --data-root data/synth --split dev --weights runs/demo_offline_prop14/student.pt --write

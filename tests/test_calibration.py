@@ -219,7 +219,7 @@ def test_calibration_set_is_objects_on_meshes_the_weights_never_saw(synth_scene:
     flags = objects_on_training_meshes(sc, {first})
     assert flags == {int(o["instance_id"]): o["model"] == first for o in objs}
     assert not any(objects_on_training_meshes(sc, set()).values())
-    # the shipped weights record the meshes of their 100 training rooms
+    # the shipped weights record the meshes of their 300 training rooms
     manifest = json.loads(WEIGHTS.with_suffix(".json").read_text())
     assert len(training_meshes(manifest, [])) > 50
 

@@ -161,7 +161,8 @@ def test_memory_only_cli_needs_a_memory_section(tmp_path) -> None:
 
 
 def test_shipped_weights_carry_a_memory_and_stay_small() -> None:
-    """The demo weights: memory present, in their VL space, file within the 10 MB budget."""
+    """The demo weights: memory present, in their VL space, file within a 16 MB budget (the
+    network is 6.5 MB; the memory of 300 training rooms' ~4700 instances 7.3 MB in float16)."""
     from pathlib import Path
 
     import folk_model
@@ -171,4 +172,4 @@ def test_shipped_weights_carry_a_memory_and_stay_small() -> None:
     assert seg.memory is not None and seg.memory.dim == man["encoder"]["dim"]
     assert man["memory"]["size"] == len(seg.memory)
     assert man["memory"]["built_from"]["unlabelled"] > 0
-    assert path.stat().st_size < 10_000_000
+    assert path.stat().st_size < 16_000_000
