@@ -227,14 +227,23 @@ def test_train_only_refits_the_named_head_and_leaves_the_rest_bit_for_bit(tmp_pa
     """train_only ("embed_head.") from earlier weights: only the naming head changes; the
     backbone, its batch-norm statistics and the proposal heads stay as they were, so every
     proposal stays the same. A prefix that matches nothing fails at start."""
+    from folk_model.student.weights import update_manifest
+
     torch.set_num_threads(2)
     scenes, text = toy_train_scenes(2, DIM)
     info = {"backend": "toy", "model": "toy", "dim": DIM}
     cfg, scfg = _cfgs(str(tmp_path / "base"), 2)
     base = train(cfg, scfg, scenes, text, info, CLASSES, progress=False)
+    # the init file's swept proposal settings stay, whatever the refit's config says
+    base_man = json.loads(base.weights.with_suffix(".json").read_text())
+    update_manifest(base.weights, proposal_sweep={"AP50": 61.0},
+                    student={**base_man["student"], "fg_threshold": 0.321})
     cfg2, _ = _cfgs(str(tmp_path / "head"), 2)
     cfg2.init_weights, cfg2.train_only = str(base.weights), ("embed_head.",)
     head = train(cfg2, scfg, scenes, text, info, CLASSES, progress=False)
+    man = json.loads(head.weights.with_suffix(".json").read_text())
+    assert scfg.fg_threshold != 0.321 and man["student"]["fg_threshold"] == 0.321
+    assert man["proposal_sweep"] == {"AP50": 61.0}
     before = load_weights(base.weights, "cpu", expect=info)[0].model.state_dict()
     seg, _ = load_weights(head.weights, "cpu", expect=info)
     after = seg.model.state_dict()

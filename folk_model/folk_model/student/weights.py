@@ -129,7 +129,10 @@ RECORD_PARTS = {"calibration": NAMING_PARTS, "memory": NAMING_PARTS,
 # record keeps these from the init file, whatever the refit's own config says
 RECORD_FIELDS = {"calibration": ("label_temperature", "label_score_map",
                                  "label_score_map_new_word", "label_known_words",
-                                 "label_known_word_handicap")}
+                                 "label_known_word_handicap"),
+                 "proposal_sweep": ("fg_threshold", "cluster_radius", "dual_set",
+                                    "unshifted_adjacency", "nms_iou", "min_score",
+                                    "split_max_cos", "split_min_score", "tta_rotations")}
 
 
 def touches(prefixes: tuple[str, ...] | list[str], parts: tuple[str, ...]) -> bool:
