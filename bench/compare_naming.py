@@ -85,7 +85,6 @@ def pooled(weights: str, data_roots: list[str], split: str, memory: bool = True
                       for n in p["rooms"]]}
 
 
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -34,11 +34,12 @@ MIN_REGION_SIZE = 100  # GT instances with fewer points are not evaluated
 
 
 def _grid(args: argparse.Namespace) -> list[dict[str, float]]:
-    keys = ("fg_threshold", "cluster_radius", "dual_set", "unshifted_adjacency", "nms_iou",
-            "min_score", "split_max_cos", "split_min_score")
+    # the keys are the fields a refit keeps from a swept file (weights.RECORD_FIELDS)
+    from folk_model.student.weights import SWEPT_PROPOSAL_FIELDS
+
     vals = (args.fg, args.radius, args.dual, args.adjacency, args.nms, args.min_score,
             args.split_max_cos, args.split_min_score)
-    return [dict(zip(keys, v, strict=True)) for v in itertools.product(*vals)]
+    return [dict(zip(SWEPT_PROPOSAL_FIELDS, v, strict=True)) for v in itertools.product(*vals)]
 
 
 def main(argv: list[str] | None = None) -> int:

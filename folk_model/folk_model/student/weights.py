@@ -125,14 +125,16 @@ NAMING_PARTS = ("backbone.", "embed_head.")
 PROPOSAL_PARTS = ("backbone.", "fg_head.", "offset_head.", "feat_head.", "score_head.")
 RECORD_PARTS = {"calibration": NAMING_PARTS, "memory": NAMING_PARTS,
                 "memory_sweep": NAMING_PARTS, "proposal_sweep": PROPOSAL_PARTS}
-# the StudentConfig fields a record wrote (folk-calibrate --write): a refit that keeps the
-# record keeps these from the init file, whatever the refit's own config says
+# the proposal settings bench/sweep_proposals.py sweeps (its grid's keys, in this order)
+SWEPT_PROPOSAL_FIELDS = ("fg_threshold", "cluster_radius", "dual_set", "unshifted_adjacency",
+                         "nms_iou", "min_score", "split_max_cos", "split_min_score")
+# the StudentConfig fields a record's writer stored (folk-calibrate --write; the proposal
+# sweep's --write, with the test-time turns it swept at): a refit that keeps the record keeps
+# these from the init file, whatever the refit's own config says
 RECORD_FIELDS = {"calibration": ("label_temperature", "label_score_map",
                                  "label_score_map_new_word", "label_known_words",
                                  "label_known_word_handicap"),
-                 "proposal_sweep": ("fg_threshold", "cluster_radius", "dual_set",
-                                    "unshifted_adjacency", "nms_iou", "min_score",
-                                    "split_max_cos", "split_min_score", "tta_rotations")}
+                 "proposal_sweep": (*SWEPT_PROPOSAL_FIELDS, "tta_rotations")}
 
 
 def touches(prefixes: tuple[str, ...] | list[str], parts: tuple[str, ...]) -> bool:
@@ -157,8 +159,9 @@ def save_refit(
     manifest would lose them. Records whose parts were retrained (``RECORD_PARTS``) are
     dropped, the memory replaced by ``memory`` when one is given; ``training["refit"]`` names
     the init file, the trained prefixes and what was kept and dropped. The StudentConfig
-    fields of a kept record (``RECORD_FIELDS``: the label temperature and score maps) are the
-    init file's too: the refit's config cannot know what the init file was calibrated to.
+    fields of a kept record (``RECORD_FIELDS``: the label temperature and score maps, the
+    swept proposal settings) are the init file's too: the refit's config cannot know what the
+    init file was calibrated or swept to.
     """
     net = model.model if isinstance(model, StudentSegmenter) else model
     init = Path(init_path)
